@@ -1,0 +1,37 @@
+"""The homework's CNN experiment (question 2): KMNIST, Adam lr 5e-4, batch 8, 20 epochs.
+
+  python main.py --config configs/cnn.py --workdir runs/cnn
+  python main.py --config configs/cnn.py --workdir runs/cnn --mode eval
+  python main.py --config configs/cnn.py --workdir runs/lr --sweep learning_rate=1e-5,5e-4,1e-2
+
+Offline, point it at a folder of the four IDX gzip files, e.g. Fashion-MNIST:
+  python main.py --config configs/cnn.py --workdir runs/fmnist \
+      --config.dataset=fashion_mnist --config.data_dir=/usr/share/datasets/fashion-mnist
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.task = 'classification'
+  # Data: 'kmnist', 'fashion_mnist' or 'mnist'. data_dir unset -> TFDS; set -> a folder with
+  # train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
+  # t10k-labels-idx1-ubyte.gz.
+  config.dataset = 'kmnist'
+  config.data_dir = config_dict.placeholder(str)
+  config.tfds_data_dir = config_dict.placeholder(str)
+  config.validation_size = 10_000
+  config.max_train_examples = 0  # 0 = all of the train split.
+  config.split_seed = 42
+
+  config.dropout_rate = 0.3
+  config.optimizer = 'adam'
+  config.learning_rate = 5e-4
+  config.batch_size = 8
+  config.num_epochs = 20
+  config.seed = 42
+
+  config.steps_per_call = 500  # Optimizer steps per jitted call (progress is logged after each).
+  config.eval_batch_size = 1000
+  return config

@@ -1,0 +1,1 @@
+"""Data readers: images (IDX gzip / TFDS) and text (tab-separated sentence pairs)."""

@@ -1,0 +1,36 @@
+"""Evaluation metrics: accuracy, Levenshtein distance, the homework's character error rate."""
+import numpy as np
+
+
+def accuracy(predictions, labels):
+  """Fraction of predictions [N] equal to labels [N]."""
+  predictions, labels = np.asarray(predictions), np.asarray(labels)
+  return float(np.mean(predictions == labels)) if labels.size else float('nan')
+
+
+def levenshtein(a, b):
+  """Edit distance between sequences a and b (insertions, deletions, substitutions cost 1)."""
+  if len(a) < len(b):
+    a, b = b, a
+  previous = list(range(len(b) + 1))
+  for i, ca in enumerate(a, 1):
+    current = [i]
+    for j, cb in enumerate(b, 1):
+      current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+    previous = current
+  return previous[-1]
+
+
+def error_rate(references, predictions):
+  """Mean over sentences of Levenshtein(reference, prediction) / len(reference).
+
+  Characters are compared one by one, spaces included. A reference must be non-empty.
+  """
+  if len(references) != len(predictions):
+    raise ValueError(f'{len(references)} references but {len(predictions)} predictions')
+  return float(np.mean([levenshtein(r, p) / len(r) for r, p in zip(references, predictions)]))
+
+
+def exact_match(references, predictions):
+  """Fraction of predictions identical to their reference."""
+  return float(np.mean([r == p for r, p in zip(references, predictions)]))

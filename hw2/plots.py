@@ -1,0 +1,62 @@
+"""Matplotlib figures (Agg backend: no display needed). Each function writes one PNG."""
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+
+def _save(fig, path):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100, bbox_inches='tight')
+  plt.close(fig)
+
+
+def plot_curve(epochs, values, ylabel, path, title=None):
+  """Line plot of one per-epoch quantity: epochs [E], values [E]."""
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.plot(epochs, values, marker='o', markersize=3)
+  ax.set_xlabel('epoch')
+  ax.set_ylabel(ylabel)
+  ax.set_title(title or ylabel)
+  ax.grid(alpha=0.3)
+  _save(fig, path)
+
+
+def plot_activation_maps(image, maps, path, title='first convolution, before ReLU'):
+  """The input image [H, W] beside each of its activation maps [H, W, C]."""
+  channels = maps.shape[-1]
+  fig, axes = plt.subplots(1, channels + 1, figsize=(1.6 * (channels + 1), 2))
+  axes[0].imshow(image, cmap='gray')
+  axes[0].set_title('input')
+  for c in range(channels):
+    axes[c + 1].imshow(maps[..., c], cmap='viridis')
+    axes[c + 1].set_title(f'filter {c}')
+  for ax in axes:
+    ax.axis('off')
+  fig.suptitle(title)
+  _save(fig, path)
+
+
+def plot_attention(weights, source, prediction, path):
+  """Heat map of attention weights [len(prediction), len(source)]: rows predicted characters."""
+  fig, ax = plt.subplots(figsize=(0.3 * len(source) + 1.5, 0.3 * len(prediction) + 1.5))
+  ax.imshow(weights, cmap='Greys', vmin=0.0, vmax=1.0)
+  ax.set_xticks(range(len(source)), labels=[c if c != ' ' else '_' for c in source])
+  ax.set_yticks(range(len(prediction)), labels=[c if c != ' ' else '_' for c in prediction])
+  ax.set_xlabel('source')
+  ax.set_ylabel('prediction')
+  _save(fig, path)
+
+
+def plot_sparsity(matrix, path, title):
+  """Sparsity pattern of a 2-D array: dark where the entry is non-zero."""
+  matrix = np.asarray(matrix)
+  fig, ax = plt.subplots(figsize=(6, 6 * matrix.shape[0] / max(matrix.shape[1], 1) + 0.5))
+  ax.imshow(matrix != 0, cmap='Greys', interpolation='nearest', aspect='equal')
+  ax.set_title(title)
+  ax.set_xlabel('input index (row-major)')
+  ax.set_ylabel('output index (row-major)')
+  _save(fig, path)

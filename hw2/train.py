@@ -1,0 +1,224 @@
+"""The one training loop, shared by every task.
+
+Data flow: config -> task (data, model, loss, evaluator) -> jitted multi-step training over an epoch
+-> per-epoch record in metrics.jsonl -> latest/best checkpoints -> test metrics of the best
+checkpoint in results.json -> figures.
+
+The whole training set lives on the device; each call of the jitted `multi_step` runs
+`config.steps_per_call` optimizer steps in a `lax.scan`, gathering its batches on the device from a
+per-epoch permutation, so the host neither copies batches nor syncs per step.
+"""
+import functools
+import os
+import time
+
+from absl import logging
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from hw2 import plots
+from hw2 import records
+from hw2 import tasks
+from hw2.checkpoint import Checkpoints
+from hw2.errors import UserError
+
+# Config fields that may differ between the run that wrote a workdir and one that resumes or
+# evaluates it; any other difference means a different experiment.
+RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call')
+
+
+def make_optimizer(config):
+  """optax optimizer named by config.optimizer ('adam' or 'sgd') at config.learning_rate."""
+  optimizers = {'adam': optax.adam, 'sgd': optax.sgd}
+  if config.optimizer not in optimizers:
+    raise UserError(f'unknown optimizer {config.optimizer!r} (--config.optimizer); '
+                    f'choose one of {sorted(optimizers)}')
+  if not config.learning_rate > 0:
+    raise UserError(f'--config.learning_rate must be positive, got {config.learning_rate}')
+  return optimizers[config.optimizer](config.learning_rate)
+
+
+def create_train_state(task, config, rng):
+  """Fresh TrainState (step 0, initial params, optimizer state) for `task`."""
+  return train_state.TrainState.create(
+      apply_fn=task.model.apply, params=task.init_params(rng), tx=make_optimizer(config))
+
+
+def train_step(state, batch, rng, loss_fn):
+  """One optimizer step: a pure function (state, batch, rng) -> (state, metrics)."""
+  loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
+  return state.apply_gradients(grads=grads), {'loss': loss}
+
+
+def make_multi_step(loss_fn):
+  """Jitted (state, data, batch_indices [S, B], rng) -> (state, metrics with leading dim S).
+
+  Runs S steps in a scan; step t uses rows batch_indices[t] of `data` and rng folded with the
+  global step, so a resumed run draws the same dropout masks as an uninterrupted one.
+  """
+  def multi_step(state, data, batch_indices, rng):
+    def body(state, indices):
+      batch = jax.tree_util.tree_map(lambda a: a[indices], data)
+      return train_step(state, batch, jax.random.fold_in(rng, state.step), loss_fn)
+    return jax.lax.scan(body, state, batch_indices)
+  return jax.jit(multi_step, donate_argnums=0)
+
+
+def _is_better(value, best, mode):
+  return best is None or (value > best if mode == 'max' else value < best)
+
+
+def _config_differences(saved, current):
+  """Dotted names of fields (outside RUNTIME_FIELDS) whose values differ between two configs."""
+  saved, current = saved.to_dict(), current.to_dict()
+  return sorted(k for k in set(saved) | set(current)
+                if k not in RUNTIME_FIELDS and saved.get(k) != current.get(k))
+
+
+def load_saved_config(workdir):
+  """The config a workdir was trained with (its config.json)."""
+  path = os.path.join(workdir, records.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise UserError(f'no trained run in --workdir={workdir} ({path} is missing): train first')
+  return ml_collections.ConfigDict(records.read_json(path))
+
+
+def config_for_evaluation(workdir, config):
+  """The workdir's training config with the runtime fields (decoding, eval batch) of `config`."""
+  saved = load_saved_config(workdir)
+  for field in RUNTIME_FIELDS:
+    if field in config:
+      saved[field] = config[field]
+  return saved
+
+
+def _check_same_experiment(workdir, config):
+  path = os.path.join(workdir, records.CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  saved = ml_collections.ConfigDict(records.read_json(path))
+  differences = _config_differences(saved, config)
+  if differences:
+    name = differences[0]
+    raise UserError(f'--workdir={workdir} holds a run with {name}={saved.get(name)!r} but this '
+                    f'config has {name}={config.get(name)!r}; use another --workdir to change it')
+
+
+def _epoch_permutation(rng, epoch, num_examples, batch_size):
+  """Shuffled example indices of one epoch as [steps, batch_size] (the remainder is dropped)."""
+  steps = num_examples // batch_size
+  perm = jax.random.permutation(jax.random.fold_in(rng, epoch), num_examples)
+  return perm[:steps * batch_size].reshape(steps, batch_size)
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` into `workdir` (resuming from its latest checkpoint), then tests the best.
+
+  Returns:
+    the results dict also written to WORKDIR/results.json.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  _check_same_experiment(workdir, config)
+  task = tasks.build(config, workdir, 'train')
+  init_rng, shuffle_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 3)
+  state = create_train_state(task, config, init_rng)
+  abstract_state = jax.eval_shape(lambda: state)
+  checkpoints = Checkpoints(workdir)
+  records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
+
+  start_epoch, best_value = 0, None
+  if checkpoints.epoch() is not None:
+    state, meta = checkpoints.restore(abstract_state)
+    start_epoch, best_value = meta['epoch'], meta['best_value']
+    logging.info('Resuming %s from the checkpoint of epoch %d', workdir, start_epoch)
+  history = [r for r in records.read_metrics(workdir) if r['epoch'] <= start_epoch]
+  records.write_metrics(workdir, history)
+
+  data = jax.device_put(task.train_arrays())
+  num_examples = len(next(iter(data.values())))
+  steps_per_epoch = num_examples // config.batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f'--config.batch_size={config.batch_size} exceeds the {num_examples} '
+                    'training examples')
+  steps_per_call = config.steps_per_call or steps_per_epoch
+  multi_step = make_multi_step(task.loss)
+  metric, mode = task.selection_metric, task.selection_mode
+
+  for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    start = time.perf_counter()
+    batch_indices = _epoch_permutation(shuffle_rng, epoch, num_examples, config.batch_size)
+    loss_sum = jnp.zeros(())
+    for first in range(0, steps_per_epoch, steps_per_call):
+      state, step_metrics = multi_step(state, data, batch_indices[first:first + steps_per_call],
+                                       dropout_rng)
+      loss_sum += step_metrics['loss'].sum()
+      done = min(first + steps_per_call, steps_per_epoch)
+      if done < steps_per_epoch:  # Progress inside the epoch; the sync is once per call.
+        elapsed = time.perf_counter() - start
+        logging.info('epoch %d step %d/%d  loss %.4f  %.0f examples/s', epoch, done,
+                     steps_per_epoch, float(loss_sum) / done, done * config.batch_size / elapsed)
+    train_loss = float(loss_sum) / steps_per_epoch
+    train_seconds = time.perf_counter() - start
+    evaluation = task.evaluate(state.params, 'validation')
+    record = {'epoch': epoch, 'train_loss': train_loss, 'train_seconds': round(train_seconds, 3),
+              'examples_per_second': round(steps_per_epoch * config.batch_size / train_seconds, 1),
+              **{f'val_{k}': v for k, v in evaluation.items()}}
+    is_best = _is_better(evaluation[metric], best_value, mode)
+    if is_best:
+      best_value = evaluation[metric]
+    records.append_metrics(workdir, record)
+    history.append(record)
+    checkpoints.save(epoch, state, {'epoch': epoch, 'best_value': best_value, 'record': record},
+                     is_best)
+    logging.info('epoch %d  train_loss %.4f  val_%s %.4f%s  (%.1f s, %.0f examples/s)', epoch,
+                 train_loss, metric, evaluation[metric], '  best' if is_best else '',
+                 train_seconds, record['examples_per_second'])
+
+  best_state, best_meta = checkpoints.restore(abstract_state, 'best')
+  checkpoints.close()
+  results = {'best_epoch': best_meta['epoch'], f'val_{metric}': best_meta['best_value'],
+             'selection_metric': metric, 'selection_mode': mode,
+             'epochs_trained': config.num_epochs,
+             'train_seconds': round(sum(r['train_seconds'] for r in history), 1),
+             **{f'test_{k}': v for k, v in task.evaluate(best_state.params, 'test').items()}}
+  records.write_json(os.path.join(workdir, records.RESULTS_FILE), results)
+  logging.info('Best epoch %d; test %s', results['best_epoch'],
+               {k: v for k, v in results.items() if k.startswith('test_')})
+  _plot_history(history, metric, workdir)
+  task.write_outputs(best_state.params, results)
+  return results
+
+
+def _plot_history(history, metric, workdir):
+  epochs = [r['epoch'] for r in history]
+  plots.plot_curve(epochs, [r['train_loss'] for r in history], 'training loss',
+                   os.path.join(workdir, 'train_loss.png'))
+  plots.plot_curve(epochs, [r[f'val_{metric}'] for r in history], f'validation {metric}',
+                   os.path.join(workdir, f'val_{metric}.png'))
+
+
+def restore_best_params(task, config, workdir):
+  """Parameters of the best checkpoint of `workdir`, for a task built from `config`."""
+  abstract_state = jax.eval_shape(
+      functools.partial(create_train_state, task, config), jax.random.key(0))
+  checkpoints = Checkpoints(workdir)
+  try:
+    state, meta = checkpoints.restore(abstract_state, 'best')
+  finally:
+    checkpoints.close()
+  return state.params, meta
+
+
+def evaluate(config, workdir):
+  """--mode eval: test metrics of the best checkpoint, written to WORKDIR/eval_results.json."""
+  config = config_for_evaluation(workdir, config)
+  task = tasks.build(config, workdir, 'eval')
+  params, meta = restore_best_params(task, config, workdir)
+  results = {'best_epoch': meta['epoch'],
+             **{f'test_{k}': v for k, v in task.evaluate(params, 'test').items()}}
+  records.write_json(os.path.join(workdir, 'eval_results.json'), results)
+  logging.info('Test of the best checkpoint (epoch %d): %s', meta['epoch'], results)
+  return results
