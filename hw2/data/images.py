@@ -106,7 +106,7 @@ def load_idx_folder(data_dir):
           *_read_images_and_labels(data_dir, 'test_images', 'test_labels'))
 
 
-def load_tfds(dataset, tfds_data_dir=None):
+def load_tfds(dataset_name, tfds_data_dir=None):
   """Loads a whole data set with TFDS (downloading it if needed) as uint8 numpy arrays.
 
   TensorFlow is imported here only, and hidden from every accelerator so that it never takes GPU or
@@ -122,9 +122,10 @@ def load_tfds(dataset, tfds_data_dir=None):
 
   out = []
   for split in ('train', 'test'):
-    data = tfds.as_numpy(tfds.load(DATASETS[dataset], split=split, batch_size=-1,
-                                   data_dir=tfds_data_dir))
-    out += [np.asarray(data['image'])[..., 0], np.asarray(data['label'])]
+    dataset = tfds.load(DATASETS[dataset_name], split=split, data_dir=tfds_data_dir).batch(10_000)
+    batches = list(tfds.as_numpy(dataset))
+    out += [np.concatenate([b['image'][..., 0] for b in batches]),
+            np.concatenate([b['label'] for b in batches])]
   return tuple(out)
 
 
@@ -154,7 +155,7 @@ def load_image_splits(config):
   if config.data_dir:
     arrays = load_idx_folder(config.data_dir)
   else:
-    arrays = load_tfds(config.dataset, config.get('tfds_data_dir') or None)
+    arrays = load_tfds(config.dataset, config.get('tfds_data_dir'))
   train_images, train_labels, test_images, test_labels = arrays
   train_idx, val_idx = train_validation_split(len(train_images), config.validation_size,
                                               config.split_seed)
