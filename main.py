@@ -50,6 +50,19 @@ def _hide_library_chatter():
       lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
 
 
+def parse_flags(argv):
+  """absl flag parsing, with a mistyped or unknown --config.key reported in one line."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    message = str(e)
+    if isinstance(e, (AttributeError, KeyError)):
+      key = message.strip('"\'')
+      message = f'unknown config key {key!r} in {" ".join(a for a in argv if key in a)}'
+    print(f'error: bad command line: {message}', file=sys.stderr)
+    sys.exit(1)
+
+
 def main(argv):
   _hide_library_chatter()
   if len(argv) > 1:
@@ -62,4 +75,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
