@@ -41,11 +41,12 @@ def plot_activation_maps(image, maps, path, title='first convolution, before ReL
 
 
 def plot_attention(weights, source, prediction, path):
-  """Heat map of attention weights [len(prediction), len(source)]: rows predicted characters."""
+  """Heat map of attention weights [len(prediction), len(source)]; source and prediction are
+  sequences of labels (characters), a space shown as an open box."""
   fig, ax = plt.subplots(figsize=(0.3 * len(source) + 1.5, 0.3 * len(prediction) + 1.5))
   ax.imshow(weights, cmap='Greys', vmin=0.0, vmax=1.0)
-  ax.set_xticks(range(len(source)), labels=[c if c != ' ' else '_' for c in source])
-  ax.set_yticks(range(len(prediction)), labels=[c if c != ' ' else '_' for c in prediction])
+  ax.set_xticks(range(len(source)), labels=[c if c != ' ' else '\u2423' for c in source])
+  ax.set_yticks(range(len(prediction)), labels=[c if c != ' ' else '\u2423' for c in prediction])
   ax.set_xlabel('source')
   ax.set_ylabel('prediction')
   _save(fig, path)

@@ -1,0 +1,32 @@
+"""--mode translate: translate sentences with the best checkpoint of a trained workdir."""
+import sys
+
+from hw2 import tasks
+from hw2 import train
+from hw2.errors import UserError
+
+
+def translate_cli(config, workdir, texts):
+  """Prints one translation per input (or the n best with their scores, --config.decode.n_best).
+
+  Inputs are the --text flags, or else the non-empty lines of standard input.
+  """
+  config = train.config_for_evaluation(workdir, config)
+  if config.task != 'translation':
+    raise UserError(f'--mode translate needs a translation run; {workdir} holds a {config.task} run')
+  task = tasks.build(config, workdir, 'translate')
+  if not texts:
+    texts = [line.rstrip('\n') for line in sys.stdin if line.strip()]
+  if not texts:
+    raise UserError('nothing to translate: give --text "..." or sentences on standard input')
+  params, _ = train.restore_best_params(task, config, workdir)
+  n_best = max(1, config.decode.n_best)
+  sources = [task.normalize(t) for t in texts]
+  for source, hypotheses in zip(sources, task.translate(params, sources)):
+    if n_best == 1:
+      print(hypotheses[0][0])
+    else:
+      print(source)
+      for translation, score in hypotheses[:n_best]:
+        print(f'  {score:9.4f}  {translation}')
+  return sources

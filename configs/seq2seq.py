@@ -1,0 +1,52 @@
+"""The homework's character-level Spanish -> English translation (question 3), no attention.
+
+  python main.py --config configs/seq2seq.py --workdir runs/s2s \
+      --config.data_dir=../shared/data/spa-eng
+  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn \
+      --config.data_dir=../shared/data/spa-eng --config.use_attention=True
+  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --mode eval \
+      --config.decode.beam_size=4
+  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --mode translate \
+      --text "vine por ustedes ."
+
+--mode eval and --mode translate take the model and data settings from the workdir's
+config.json; only the decoding settings (config.decode.*, eval_batch_size) come from the command
+line.
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.task = 'translation'
+  # Data: tab-separated pairs; the homework's files are english<TAB>spanish<TAB>42.
+  config.data_dir = config_dict.placeholder(str)
+  config.train_file = 'train-eng-spa.txt'
+  config.validation_file = 'val-eng-spa.txt'
+  config.test_file = 'test-eng-spa.txt'
+  config.source_column = 1  # Spanish
+  config.target_column = 0  # English
+  config.normalize = 'homework'  # or 'none' (NFC only) for any script.
+  config.max_length = 19  # Training pairs with a side longer than this are dropped ("< 20").
+
+  config.hidden_size = 128  # Also the embedding size; the encoder has 64 units per direction.
+  config.dropout_rate = 0.3
+  config.use_attention = False
+
+  config.optimizer = 'adam'
+  config.learning_rate = 0.003
+  config.batch_size = 64
+  config.num_epochs = 50
+  config.seed = 42
+  config.steps_per_call = 0  # 0: one jitted call per epoch.
+
+  config.eval_batch_size = 1000  # Sentences decoded together on the device.
+  config.num_attention_plots = 4
+  config.decode = ml_collections.ConfigDict()
+  config.decode.beam_size = 1  # 1 = greedy decoding.
+  config.decode.length_penalty = 0.0  # GNMT alpha; 0 = none.
+  config.decode.max_length = 50  # Most characters generated per sentence (EOS included).
+  config.decode.max_source_length = 200  # Longest input (characters) accepted for translation.
+  config.decode.n_best = 1  # Hypotheses printed per sentence by --mode translate.
+  return config

@@ -1,0 +1,12 @@
+"""configs/seq2seq.py with bilinear attention (the homework's question 3 (b)).
+
+  python main.py --config configs/seq2seq_attention.py --workdir runs/s2s_attn \
+      --config.data_dir=../shared/data/spa-eng
+"""
+from configs import seq2seq
+
+
+def get_config():
+  config = seq2seq.get_config()
+  config.use_attention = True
+  return config

@@ -1,0 +1,155 @@
+"""Sentence pairs for character-level translation: normalisation, vocabularies, padded id arrays.
+
+A data file holds one pair a line, columns separated by tabs (the homework's files:
+`english<TAB>spanish<TAB>42`). Which column is the source and which the target is configurable, as
+is the normalisation, so any tab-separated file of string pairs in any script can be used.
+"""
+import dataclasses
+import json
+import os
+import re
+import unicodedata
+
+import numpy as np
+
+from hw2.errors import UserError
+
+PAD, SOS, EOS, UNK = 0, 1, 2, 3
+NUM_SPECIAL = 4
+UNK_CHAR = '\ufffd'  # How an UNK id is shown in a decoded string.
+
+
+def normalize_homework(text):
+  """The homework's normalisation: lower-case, strip accents (NFD, drop combining marks), a space
+  before each of . ! ?, every other character outside a-z a space, spaces collapsed, stripped."""
+  text = ''.join(c for c in unicodedata.normalize('NFD', text.lower().strip())
+                 if unicodedata.category(c) != 'Mn')
+  text = re.sub(r'([.!?])', r' \1', text)
+  text = re.sub(r'[^a-z.!?]+', ' ', text)
+  return text.strip()
+
+
+def normalize_none(text):
+  """Only Unicode NFC (so that one character is one code point where possible)."""
+  return unicodedata.normalize('NFC', text)
+
+
+NORMALIZERS = {'homework': normalize_homework, 'none': normalize_none}
+
+
+def get_normalizer(name):
+  if name not in NORMALIZERS:
+    raise UserError(f'unknown normalize={name!r} (--config.normalize); choose one of '
+                    f'{sorted(NORMALIZERS)}')
+  return NORMALIZERS[name]
+
+
+def read_pairs(path, source_column, target_column, normalize):
+  """Reads (source, target) string pairs from a tab-separated file.
+
+  Args:
+    path: the file.
+    source_column, target_column: 0-based column indices.
+    normalize: a function str -> str applied to both sides.
+  Returns:
+    list of (source, target) after normalisation.
+  Raises:
+    UserError: missing file, a line with too few tab-separated columns, or no pairs at all.
+  """
+  if not os.path.isfile(path):
+    raise UserError(f'data file not found: {path}')
+  pairs = []
+  needed = max(source_column, target_column) + 1
+  with open(path, encoding='utf-8') as f:
+    for line_number, line in enumerate(f, 1):
+      line = line.rstrip('\r\n')
+      if not line.strip():
+        continue
+      columns = line.split('\t')
+      if len(columns) < needed:
+        problem = 'has no tab' if len(columns) == 1 else f'has {len(columns)} columns'
+        raise UserError(f'{path}:{line_number}: line {problem}; expected at least {needed} '
+                        f'tab-separated columns (source column {source_column}, target column '
+                        f'{target_column})')
+      pairs.append((normalize(columns[source_column]), normalize(columns[target_column])))
+  if not pairs:
+    raise UserError(f'{path} holds no sentence pairs')
+  return pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+  """Characters <-> ids. Ids 0..3 are PAD, SOS, EOS, UNK; characters start at 4."""
+  chars: tuple
+
+  @classmethod
+  def from_texts(cls, texts):
+    return cls(tuple(sorted({c for t in texts for c in t})))
+
+  @property
+  def size(self):
+    return NUM_SPECIAL + len(self.chars)
+
+  def encode(self, text):
+    """Ids of the characters of `text`; unseen characters map to UNK."""
+    index = self._index
+    return [index.get(c, UNK) for c in text]
+
+  def unknown_chars(self, text):
+    return sorted({c for c in text if c not in self._index})
+
+  def decode(self, ids):
+    """String of `ids` up to the first EOS (PAD and SOS skipped, UNK shown as U+FFFD)."""
+    out = []
+    for i in ids:
+      i = int(i)
+      if i == EOS:
+        break
+      if i >= NUM_SPECIAL:
+        out.append(self.chars[i - NUM_SPECIAL])
+      elif i == UNK:
+        out.append(UNK_CHAR)
+    return ''.join(out)
+
+  @property
+  def _index(self):
+    return {c: i + NUM_SPECIAL for i, c in enumerate(self.chars)}
+
+
+def save_vocabularies(path, source, target):
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump({'source': list(source.chars), 'target': list(target.chars)}, f, ensure_ascii=False)
+
+
+def load_vocabularies(path):
+  """(source, target) vocabularies saved by save_vocabularies."""
+  if not os.path.isfile(path):
+    raise UserError(f'no vocabulary file {path}: train into this --workdir first')
+  with open(path, encoding='utf-8') as f:
+    data = json.load(f)
+  return Vocabulary(tuple(data['source'])), Vocabulary(tuple(data['target']))
+
+
+def encode_sources(vocab, texts, length):
+  """Source ids [N, length] (PAD after each sentence) and true lengths [N], both int32."""
+  ids = np.full((len(texts), length), PAD, np.int32)
+  lengths = np.zeros(len(texts), np.int32)
+  for row, text in enumerate(texts):
+    encoded = vocab.encode(text)[:length]
+    ids[row, :len(encoded)] = encoded
+    lengths[row] = len(encoded)
+  return ids, lengths
+
+
+def encode_targets(vocab, texts, length):
+  """Target ids [N, length]: SOS, characters, EOS, then PAD (int32)."""
+  ids = np.full((len(texts), length), PAD, np.int32)
+  for row, text in enumerate(texts):
+    encoded = [SOS] + vocab.encode(text)[:length - 2] + [EOS]
+    ids[row, :len(encoded)] = encoded
+  return ids
+
+
+def round_up(n, multiple):
+  """Smallest multiple of `multiple` that is >= max(n, 1): padded lengths come in few sizes."""
+  return max(multiple, -(-n // multiple) * multiple)

@@ -1,0 +1,188 @@
+"""Character-level encoder-decoder: BiLSTM encoder, LSTM decoder, optional bilinear attention.
+
+Shapes: B batch, S source length, T target length, H hidden size (128), V vocabulary size.
+The LSTM is written as explicit parameters and a `lax.scan`, with the input projections of all time
+steps computed in one matrix product before the scan; a mask freezes the state past each
+sequence's true length, so padding changes neither outputs nor final states.
+"""
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_MASKED_SCORE = -1e9  # Attention score at padded source positions (exp underflows to 0).
+
+
+class LSTMState(NamedTuple):
+  c: jax.Array  # [B, H]
+  h: jax.Array  # [B, H]
+
+
+def lstm_cell(state, projected_input, w_hidden):
+  """One LSTM step. projected_input = x W_in + b: [B, 4H]; w_hidden: [H, 4H]; gates i, f, g, o."""
+  gates = projected_input + state.h @ w_hidden
+  i, f, g, o = jnp.split(gates, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return LSTMState(c, jax.nn.sigmoid(o) * jnp.tanh(c))
+
+
+def _reverse_within_length(x, lengths):
+  """Reverses each row's first lengths[b] steps of x [B, T, ...], leaving padding in place."""
+  t = jnp.arange(x.shape[1])[None, :]
+  index = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+  return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+class LSTM(nn.Module):
+  """Single-layer LSTM over padded sequences."""
+  input_size: int
+  hidden_size: int
+
+  def setup(self):
+    four_h = 4 * self.hidden_size
+    self.w_input = self.param('w_input', nn.initializers.lecun_normal(),
+                              (self.input_size, four_h))
+    self.w_hidden = self.param('w_hidden', nn.initializers.orthogonal(),
+                               (self.hidden_size, four_h))
+    self.bias = self.param('bias', nn.initializers.zeros, (four_h,))
+
+  def initial_state(self, batch_size, dtype=jnp.float32):
+    zeros = jnp.zeros((batch_size, self.hidden_size), dtype)
+    return LSTMState(zeros, zeros)
+
+  def __call__(self, inputs, state=None, lengths=None, reverse=False):
+    """Runs over inputs [B, T, D].
+
+    Args:
+      inputs: [B, T, input_size].
+      state: initial LSTMState ([B, H] each); zeros if None.
+      lengths: [B] true lengths; steps at t >= lengths[b] leave the state unchanged and output 0.
+        None means every step is real.
+      reverse: run from each sequence's last real step to its first (outputs stay aligned).
+    Returns:
+      outputs [B, T, H] and the final LSTMState (at each sequence's true end).
+    """
+    batch, steps = inputs.shape[:2]
+    if state is None:
+      state = self.initial_state(batch, inputs.dtype)
+    if lengths is None:
+      lengths = jnp.full((batch,), steps, jnp.int32)
+    if reverse:
+      inputs = _reverse_within_length(inputs, lengths)
+    projected = inputs @ self.w_input + self.bias  # [B, T, 4H], all steps at once.
+    valid = jnp.arange(steps)[None, :] < lengths[:, None]  # [B, T]
+
+    def step(state, xs):
+      projected_t, valid_t = xs
+      new = lstm_cell(state, projected_t, self.w_hidden)
+      keep = valid_t[:, None]
+      state = LSTMState(jnp.where(keep, new.c, state.c), jnp.where(keep, new.h, state.h))
+      return state, jnp.where(keep, new.h, 0.0)
+
+    state, outputs = jax.lax.scan(step, state, (projected.swapaxes(0, 1), valid.T))
+    outputs = outputs.swapaxes(0, 1)
+    if reverse:
+      outputs = _reverse_within_length(outputs, lengths)
+    return outputs, state
+
+
+class Encoder(nn.Module):
+  """embedding -> dropout -> BiLSTM (H/2 per direction) -> dropout."""
+  vocab_size: int
+  hidden_size: int
+  dropout_rate: float
+
+  def setup(self):
+    self.embed = nn.Embed(self.vocab_size, self.hidden_size)
+    self.forward_lstm = LSTM(self.hidden_size, self.hidden_size // 2)
+    self.backward_lstm = LSTM(self.hidden_size, self.hidden_size // 2)
+    self.dropout = nn.Dropout(self.dropout_rate)
+
+  def __call__(self, source, lengths, train=False):
+    """source [B, S] ids, lengths [B] -> outputs [B, S, H] (0 at padding), LSTMState [B, H]."""
+    x = self.dropout(self.embed(source), deterministic=not train)
+    forward, forward_state = self.forward_lstm(x, lengths=lengths)
+    backward, backward_state = self.backward_lstm(x, lengths=lengths, reverse=True)
+    outputs = self.dropout(jnp.concatenate([forward, backward], -1), deterministic=not train)
+    mask = jnp.arange(source.shape[1])[None, :] < lengths[:, None]
+    state = LSTMState(jnp.concatenate([forward_state.c, backward_state.c], -1),
+                      jnp.concatenate([forward_state.h, backward_state.h], -1))
+    return outputs * mask[..., None], state
+
+
+class BilinearAttention(nn.Module):
+  """s_i = (W_in q) . h_i, masked; p = softmax(s); c = sum_i p_i h_i; out = tanh(W_out [q; c])."""
+  hidden_size: int
+
+  def setup(self):
+    self.w_in = nn.Dense(self.hidden_size, use_bias=False)
+    self.w_out = nn.Dense(self.hidden_size)
+
+  def __call__(self, queries, memory, memory_mask):
+    """queries [B, T, H], memory [B, S, H], memory_mask [B, S] bool ->
+    (outputs [B, T, H], attention weights [B, T, S])."""
+    scores = jnp.einsum('bth,bsh->bts', self.w_in(queries), memory)
+    scores = jnp.where(memory_mask[:, None, :], scores, _MASKED_SCORE)
+    weights = jax.nn.softmax(scores, axis=-1)
+    context = jnp.einsum('bts,bsh->bth', weights, memory)
+    return jnp.tanh(self.w_out(jnp.concatenate([queries, context], -1))), weights
+
+
+class Decoder(nn.Module):
+  """embedding -> dropout -> LSTM(H) -> [attention] -> dropout -> tied output projection."""
+  vocab_size: int
+  hidden_size: int
+  dropout_rate: float
+  use_attention: bool
+
+  def setup(self):
+    self.embed = nn.Embed(self.vocab_size, self.hidden_size)
+    self.lstm = LSTM(self.hidden_size, self.hidden_size)
+    self.dropout = nn.Dropout(self.dropout_rate)
+    self.output_bias = self.param('output_bias', nn.initializers.zeros, (self.vocab_size,))
+    if self.use_attention:
+      self.attention = BilinearAttention(self.hidden_size)
+
+  def __call__(self, tokens, state, memory, memory_mask, train=False):
+    """tokens [B, T] -> logits [B, T, V], final LSTMState, attention [B, T, S] (or None)."""
+    x = self.dropout(self.embed(tokens), deterministic=not train)
+    outputs, state = self.lstm(x, state)
+    weights = None
+    if self.use_attention:
+      outputs, weights = self.attention(outputs, memory, memory_mask)
+    outputs = self.dropout(outputs, deterministic=not train)
+    return self.embed.attend(outputs) + self.output_bias, state, weights
+
+
+class Seq2Seq(nn.Module):
+  """The homework's translation model (hidden and embedding size 128)."""
+  source_vocab_size: int
+  target_vocab_size: int
+  hidden_size: int = 128
+  dropout_rate: float = 0.3
+  use_attention: bool = False
+
+  def setup(self):
+    self.encoder = Encoder(self.source_vocab_size, self.hidden_size, self.dropout_rate)
+    self.decoder = Decoder(self.target_vocab_size, self.hidden_size, self.dropout_rate,
+                           self.use_attention)
+
+  def encode(self, source, lengths, train=False):
+    """-> (memory [B, S, H], memory_mask [B, S], decoder start LSTMState [B, H])."""
+    memory, state = self.encoder(source, lengths, train)
+    return memory, jnp.arange(source.shape[1])[None, :] < lengths[:, None], state
+
+  def decode(self, tokens, state, memory, memory_mask, train=False):
+    """Teacher-forced decoding: tokens [B, T] -> (logits [B, T, V], LSTMState, attention)."""
+    return self.decoder(tokens, state, memory, memory_mask, train)
+
+  def decode_step(self, tokens, state, memory, memory_mask):
+    """One decoding step (no dropout): tokens [B] -> (logits [B, V], LSTMState)."""
+    logits, state, _ = self.decoder(tokens[:, None], state, memory, memory_mask)
+    return logits[:, 0], state
+
+  def __call__(self, source, lengths, target_inputs, train=False):
+    """source [B, S], lengths [B], target_inputs [B, T] (SOS first) -> logits [B, T, V]."""
+    memory, mask, state = self.encode(source, lengths, train)
+    return self.decode(target_inputs, state, memory, mask, train)[0]

@@ -1,0 +1,195 @@
+"""Character-level translation with the homework's BiLSTM encoder / LSTM decoder (question 3)."""
+import functools
+import os
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hw2 import decoding
+from hw2 import metrics
+from hw2 import plots
+from hw2 import records
+from hw2.data import batching
+from hw2.data import text
+from hw2.errors import UserError
+from hw2.models.seq2seq import Seq2Seq
+from hw2.tasks import base
+
+VOCAB_FILE = 'vocab.json'
+_LENGTH_MULTIPLE = 8  # Padded source lengths are multiples of this: few shapes, few compiles.
+
+
+def make_decode_fn(model, beam_size, max_length, alpha):
+  """Pure (params, source [B, S], lengths [B]) -> (sequences [B, n, L], scores [B, n]).
+
+  n = 1 for greedy decoding (beam_size 1), else beam_size hypotheses, best first. PAD and SOS are
+  never generated.
+  """
+  def decode(params, source, lengths):
+    variables = {'params': params}
+    memory, mask, state = model.apply(variables, source, lengths, method=Seq2Seq.encode)
+    batch = source.shape[0]
+    if beam_size > 1:  # Per-row constants laid out like the flattened beams.
+      memory, mask = (jnp.repeat(x, beam_size, axis=0) for x in (memory, mask))
+
+    def tokens_to_logprobs(tokens, state):
+      logits, state = model.apply(variables, tokens, state, memory, mask,
+                                  method=Seq2Seq.decode_step)
+      logits = logits.at[:, jnp.array([text.PAD, text.SOS])].set(-jnp.inf)
+      return jax.nn.log_softmax(logits), state
+
+    if beam_size == 1:
+      sequences, logp = decoding.greedy_decode(tokens_to_logprobs, state, batch, max_length,
+                                               text.SOS, text.EOS, text.PAD)
+      return sequences[:, None], logp[:, None]
+    return decoding.beam_search(tokens_to_logprobs, state, batch, beam_size, max_length,
+                                text.SOS, text.EOS, alpha, text.PAD)
+  return decode
+
+
+class Translation(base.Task):
+  """Source -> target sentences of a tab-separated corpus, character by character."""
+  selection_metric = 'error_rate'
+  selection_mode = 'min'
+
+  def __init__(self, config, workdir, mode):
+    super().__init__(config, workdir, mode)
+    self.normalize = text.get_normalizer(config.normalize)
+    vocab_path = os.path.join(workdir, VOCAB_FILE)
+    self.splits = {}
+    if mode == 'train':
+      self.splits['train'] = self._read_split('train_file', keep_long=False)
+      self.source_vocab = text.Vocabulary.from_texts(s for s, _ in self.splits['train'])
+      self.target_vocab = text.Vocabulary.from_texts(t for _, t in self.splits['train'])
+      if not self.source_vocab.chars or not self.target_vocab.chars:
+        raise UserError(f'{self._path("train_file")}: normalize={config.normalize!r} leaves no '
+                        'characters, so the vocabulary is empty (try --config.normalize=none)')
+      os.makedirs(workdir, exist_ok=True)
+      text.save_vocabularies(vocab_path, self.source_vocab, self.target_vocab)
+    else:
+      self.source_vocab, self.target_vocab = text.load_vocabularies(vocab_path)
+    if mode == 'train':
+      self.splits['validation'] = self._read_split('validation_file')
+    if mode in ('train', 'eval'):
+      self.splits['test'] = self._read_split('test_file')
+    self.model = Seq2Seq(self.source_vocab.size, self.target_vocab.size, config.hidden_size,
+                         config.dropout_rate, config.use_attention)
+    self.max_source_length = config.decode.max_source_length
+    self._decode = jax.jit(make_decode_fn(self.model, config.decode.beam_size,
+                                          config.decode.max_length, config.decode.length_penalty))
+    self._teacher_forced = jax.jit(functools.partial(self.model.apply, method=Seq2Seq.decode))
+    self._encode = jax.jit(functools.partial(self.model.apply, method=Seq2Seq.encode))
+    if config.decode.beam_size < 1 or config.decode.length_penalty < 0:
+      raise UserError('--config.decode.beam_size must be >= 1 and --config.decode.length_penalty '
+                      f'>= 0, got {config.decode.beam_size} and {config.decode.length_penalty}')
+
+  def _path(self, field):
+    if not self.config.data_dir:
+      raise UserError('--config.data_dir is not set: give the folder of '
+                      f'{self.config.train_file}, {self.config.validation_file}, '
+                      f'{self.config.test_file}')
+    return os.path.join(self.config.data_dir, self.config[field])
+
+  def _read_split(self, field, keep_long=True):
+    path = self._path(field)
+    pairs = text.read_pairs(path, self.config.source_column, self.config.target_column,
+                            self.normalize)
+    if not keep_long:
+      limit = self.config.max_length
+      pairs = [(s, t) for s, t in pairs if len(s) <= limit and len(t) <= limit]
+      if not pairs:
+        raise UserError(f'{path}: no pair has both sides within --config.max_length={limit}')
+    empty = sum(1 for _, t in pairs if not t)
+    if empty:
+      raise UserError(f'{path}: {empty} pairs have an empty target after normalisation')
+    return pairs
+
+  # --- Training ---------------------------------------------------------------------------------
+
+  def train_arrays(self):
+    sources, targets = zip(*self.splits['train'])
+    source, lengths = text.encode_sources(self.source_vocab, sources, max(map(len, sources)))
+    target = text.encode_targets(self.target_vocab, targets, max(map(len, targets)) + 2)
+    return {'source': source, 'source_length': lengths, 'target': target}
+
+  def init_params(self, rng):
+    source = jnp.zeros((1, 4), jnp.int32)
+    return self.model.init(rng, source, jnp.array([4]), source)['params']
+
+  def loss(self, params, batch, rng):
+    """Mean cross-entropy over the non-PAD target positions (teacher forcing)."""
+    target = batch['target']
+    logits = self.model.apply({'params': params}, batch['source'], batch['source_length'],
+                              target[:, :-1], train=True, rngs={'dropout': rng})
+    labels = target[:, 1:]
+    weights = (labels != text.PAD).astype(logits.dtype)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+  # --- Decoding ---------------------------------------------------------------------------------
+
+  def encode_sources(self, sources):
+    """Source id array [N, S] (S a multiple of 8) and lengths [N]; warns about unseen characters."""
+    longest = max((len(s) for s in sources), default=1)
+    if longest > self.max_source_length:
+      raise UserError(f'an input has {longest} characters after normalisation; this model '
+                      f'translates at most {self.max_source_length} '
+                      '(--config.decode.max_source_length)')
+    unknown = sorted({c for s in sources for c in self.source_vocab.unknown_chars(s)})
+    if unknown:
+      logging.warning('characters never seen in training map to UNK: %s', ''.join(unknown))
+    return text.encode_sources(self.source_vocab, sources,
+                               text.round_up(longest, _LENGTH_MULTIPLE))
+
+  def translate(self, params, sources):
+    """Decodes normalised source strings in fixed-size batches on the device.
+
+    Returns:
+      per source, the list of (translation, score) hypotheses, best first.
+    """
+    source, lengths = self.encode_sources(sources)
+    hypotheses = []
+    for batch, valid in batching.padded_batches({'source': source, 'length': lengths},
+                                                self.config.eval_batch_size):
+      sequences, scores = self._decode(params, batch['source'], batch['length'])
+      sequences, scores = np.asarray(sequences[:valid]), np.asarray(scores[:valid])
+      for row_sequences, row_scores in zip(sequences, scores):
+        hypotheses.append([(self.target_vocab.decode(s), float(score))
+                           for s, score in zip(row_sequences, row_scores) if score > -np.inf])
+    return hypotheses
+
+  def evaluate(self, params, split):
+    sources, references = zip(*self.splits[split])
+    predictions = [h[0][0] for h in self.translate(params, list(sources))]
+    return {'error_rate': metrics.error_rate(references, predictions),
+            'exact_match': metrics.exact_match(references, predictions)}
+
+  def attention_weights(self, params, source, prediction):
+    """Attention [len(prediction) + 1, len(source)] over the source while the model produces
+    prediction + EOS (teacher-forced on its own output, which reproduces greedy decoding)."""
+    source_ids, lengths = self.encode_sources([source])
+    memory, mask, state = self._encode({'params': params}, source_ids, lengths)
+    tokens = text.encode_targets(self.target_vocab, [prediction], len(prediction) + 2)[:, :-1]
+    _, _, weights = self._teacher_forced({'params': params}, tokens, state, memory, mask)
+    return np.asarray(weights[0, :, :len(source)])
+
+  # --- Outputs ----------------------------------------------------------------------------------
+
+  def write_outputs(self, params, results):
+    """Test translations (source, reference, prediction) and, with attention, heat maps."""
+    sources, references = zip(*self.splits['test'])
+    predictions = [h[0][0] for h in self.translate(params, list(sources))]
+    lines = ['source\treference\tprediction\terror'] + [
+        f'{s}\t{r}\t{p}\t{metrics.levenshtein(r, p) / len(r):.3f}'
+        for s, r, p in zip(sources, references, predictions)]
+    records.write_atomic(os.path.join(self.workdir, 'test_translations.tsv'),
+                         '\n'.join(lines) + '\n')
+    if not self.config.use_attention:
+      return
+    for i in range(self.config.num_attention_plots):
+      weights = self.attention_weights(params, sources[i], predictions[i])
+      plots.plot_attention(weights, list(sources[i]), list(predictions[i]) + ['<eos>'],
+                           os.path.join(self.workdir, f'attention_{i}.png'))
