@@ -11,7 +11,8 @@ Each step scores the top 2k extensions of the live beams; an extension that ends
 length limit) is finished if it ranks among the top k, as in fairseq, so that beam_size=1 is
 exactly greedy decoding. A finished hypothesis of n tokens (EOS counted) and log-probability
 logp scores logp / ((5 + n) / 6) ** alpha (GNMT's length penalty; alpha=0: plain logp).
-The search stops early once no live beam can beat the best finished one. Closures of
+The search stops early once no live beam can beat the k-th best finished one, so the n-best list
+is final. Closures of
 `tokens_to_logprobs` may hold per-row constants (encoder outputs) laid out like the flattened
 beams, row b * beam_size + j for beam j of element b: beams never move across batch elements.
 """
@@ -97,9 +98,10 @@ def beam_search(tokens_to_logprobs, state, batch_size, beam_size, max_length, so
   best_possible_penalty = length_penalty(length_limit, alpha)
 
   def cond(s):
-    # A live beam of log-prob l <= 0 can at best score l / penalty(L) (log-probs only fall).
+    # A live beam of log-prob l <= 0 can at best score l / penalty(L) (log-probs only fall), so
+    # once the k-th finished score reaches that bound, no live beam can enter the n-best list.
     live_bound = jnp.max(s.live_logp, axis=1) / best_possible_penalty
-    done = s.finished_scores[:, 0] >= live_bound  # Also true when no live beam is left (-inf).
+    done = s.finished_scores[:, -1] >= live_bound  # Also true when no live beam is left (-inf).
     return (s.step < length_limit) & ~jnp.all(done)
 
   def body(s):

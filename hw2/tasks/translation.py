@@ -50,6 +50,16 @@ def make_decode_fn(model, beam_size, max_length, alpha):
   return decode
 
 
+def masked_cross_entropy(logits, labels):
+  """Mean softmax cross-entropy over positions whose label is not PAD.
+
+  logits [B, T, V], labels [B, T] -> scalar.
+  """
+  weights = (labels != text.PAD).astype(logits.dtype)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
 class Translation(base.Task):
   """Source -> target sentences of a tab-separated corpus, character by character."""
   selection_metric = 'error_rate'
@@ -64,9 +74,6 @@ class Translation(base.Task):
       self.splits['train'] = self._read_split('train_file', keep_long=False)
       self.source_vocab = text.Vocabulary.from_texts(s for s, _ in self.splits['train'])
       self.target_vocab = text.Vocabulary.from_texts(t for _, t in self.splits['train'])
-      if not self.source_vocab.chars or not self.target_vocab.chars:
-        raise UserError(f'{self._path("train_file")}: normalize={config.normalize!r} leaves no '
-                        'characters, so the vocabulary is empty (try --config.normalize=none)')
       os.makedirs(workdir, exist_ok=True)
       text.save_vocabularies(vocab_path, self.source_vocab, self.target_vocab)
     else:
@@ -97,6 +104,9 @@ class Translation(base.Task):
     path = self._path(field)
     pairs = text.read_pairs(path, self.config.source_column, self.config.target_column,
                             self.normalize)
+    if not any(s or t for s, t in pairs):
+      raise UserError(f'{path}: normalize={self.config.normalize!r} leaves no characters, so the '
+                      'vocabulary would be empty (try --config.normalize=none)')
     if not keep_long:
       limit = self.config.max_length
       pairs = [(s, t) for s, t in pairs if len(s) <= limit and len(t) <= limit]
@@ -124,10 +134,7 @@ class Translation(base.Task):
     target = batch['target']
     logits = self.model.apply({'params': params}, batch['source'], batch['source_length'],
                               target[:, :-1], train=True, rngs={'dropout': rng})
-    labels = target[:, 1:]
-    weights = (labels != text.PAD).astype(logits.dtype)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    return masked_cross_entropy(logits, target[:, 1:])
 
   # --- Decoding ---------------------------------------------------------------------------------
 
