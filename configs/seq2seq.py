@@ -41,7 +41,7 @@ def get_config():
   config.seed = 42
   config.steps_per_call = 0  # 0: one jitted call per epoch.
 
-  config.eval_batch_size = 1000  # Sentences decoded together on the device.
+  config.eval_batch_size = 256  # Sentences decoded together (attention memory stays in cache).
   config.num_attention_plots = 4
   config.decode = ml_collections.ConfigDict()
   config.decode.beam_size = 1  # 1 = greedy decoding.

@@ -114,3 +114,16 @@ def test_loss_ignores_pad_positions():
   real = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
   expected = -np.mean([log_probs[b, t, labels[b, t]] for b, t in real])
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+def test_decode_step_equals_teacher_forced_decoding(model_and_params):
+  model, params = model_and_params
+  source, lengths = jnp.array([[5, 7, 4, 0], [4, 8, 9, 6]]), jnp.array([3, 4])
+  memory, mask, state = model.apply({'params': params}, source, lengths, method=Seq2Seq.encode)
+  tokens = jnp.array([[1, 4, 6, 5], [1, 7, 7, 3]])
+  logits, _, _ = model.apply({'params': params}, tokens, state, memory, mask,
+                             method=Seq2Seq.decode)
+  for t in range(4):
+    step_logits, state = model.apply({'params': params}, tokens[:, t], state, memory, mask,
+                                     method=Seq2Seq.decode_step)
+    np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)

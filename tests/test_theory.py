@@ -8,6 +8,7 @@ from configs import theory as theory_config
 from hw2 import theory
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
+FEW = settings(max_examples=12, deadline=None, derandomize=True)  # Each new shape compiles.
 
 
 @st.composite
@@ -75,7 +76,7 @@ def test_counts_for_the_homeworks_28x28_5x5_case():
   assert theory.conv_net_param_count(9, 7, 2, 4) == 8 + 3 * 4 * 2  # floor(8/2) * floor(4/2)
 
 
-@SETTINGS
+@FEW
 @given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**16), st.floats(0.1, 3.0))
 def test_identity_self_attention_matches_general_attention(h, w, seed, scale):
   x = jnp.asarray(np.random.RandomState(seed).rand(h, w) * scale, jnp.float32)

@@ -5,6 +5,7 @@ A data file holds one pair a line, columns separated by tabs (the homework's fil
 is the normalisation, so any tab-separated file of string pairs in any script can be used.
 """
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -111,7 +112,7 @@ class Vocabulary:
         out.append(UNK_CHAR)
     return ''.join(out)
 
-  @property
+  @functools.cached_property
   def _index(self):
     return {c: i + NUM_SPECIAL for i, c in enumerate(self.chars)}
 

@@ -19,7 +19,7 @@ from hw2.models.seq2seq import Seq2Seq
 from hw2.tasks import base
 
 VOCAB_FILE = 'vocab.json'
-_LENGTH_MULTIPLE = 8  # Padded source lengths are multiples of this: few shapes, few compiles.
+_LENGTH_MULTIPLE = 4  # Padded source lengths are multiples of this: few shapes, few compiles.
 
 
 def make_decode_fn(model, beam_size, max_length, alpha):
@@ -139,7 +139,7 @@ class Translation(base.Task):
   # --- Decoding ---------------------------------------------------------------------------------
 
   def encode_sources(self, sources):
-    """Source id array [N, S] (S a multiple of 8) and lengths [N]; warns about unseen characters."""
+    """Source id array [N, S] (S a multiple of 4) and lengths [N]; warns about unseen characters."""
     longest = max((len(s) for s in sources), default=1)
     if longest > self.max_source_length:
       raise UserError(f'an input has {longest} characters after normalisation; this model '

@@ -1,0 +1,75 @@
+"""Translation speed beside the PyTorch reference: training examples/s (batch 64, attention on),
+greedy decoding of the 1,000 validation sentences, beam search (k=5) over the 1,000 test sentences.
+
+  python benchmarks/seq2seq_throughput.py [--data ../shared/data/spa-eng]
+
+Ours trains two epochs (the first includes compilation and is not counted), then decodes with the
+resulting parameters (compilation excluded); the reference trains one epoch and decodes sentence by
+sentence, as its homework code does. Prints JSON lines with both sides and the ratios.
+"""
+import argparse
+import os
+import time
+
+import jax
+
+from common import ROOT, emit, timed, torch_reference
+from configs import seq2seq
+from hw2 import tasks
+from hw2 import train
+
+
+def build_task(data_dir, beam_size=1):
+  config = seq2seq.get_config()
+  config.data_dir, config.use_attention = data_dir, True
+  config.decode.beam_size = beam_size
+  return config, tasks.build(config, '/tmp/hw2_benchmark_s2s', 'train')
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--data', default=os.path.join(os.path.dirname(ROOT), 'shared', 'data',
+                                                     'spa-eng'))
+  args = parser.parse_args()
+  config, task = build_task(args.data)
+  data = jax.device_put(task.train_arrays())
+  n = len(data['source'])
+  steps = n // config.batch_size
+  holder = {'state': train.create_train_state(task, config, jax.random.key(0)), 'epoch': 0}
+  multi_step = train.make_multi_step(task.loss)
+
+  def run_epoch():
+    holder['epoch'] += 1
+    indices = train._epoch_permutation(jax.random.key(1), holder['epoch'], n, config.batch_size)  # pylint: disable=protected-access
+    holder['state'], metrics = multi_step(holder['state'], data, indices, jax.random.key(2))
+    return metrics['loss']
+
+  train_examples_per_s = steps * config.batch_size / timed(run_epoch)
+  params = holder['state'].params
+
+  validation = [s for s, _ in task.splits['validation']]
+  test = [s for s, _ in task.splits['test']]
+  greedy_seconds = timed(lambda: task.translate(params, validation) and 0)
+  _, beam_task = build_task(args.data, beam_size=5)
+  beam_seconds = timed(lambda: beam_task.translate(params, test) and 0)
+  error = task.evaluate(params, 'validation')['error_rate']
+
+  start = time.perf_counter()
+  reference = torch_reference('s2s', '--data', args.data, '--attn', '--epochs', '1')
+  emit(benchmark='s2s_train_attention', batch_size=config.batch_size,
+       jax_examples_per_s=round(train_examples_per_s, 1),
+       torch_examples_per_s=reference['ex_per_s'],
+       ratio=round(train_examples_per_s / reference['ex_per_s'], 2))
+  emit(benchmark='s2s_greedy_decode_validation', sentences=len(validation),
+       jax_seconds=round(greedy_seconds, 4), jax_sentences_per_s=round(len(validation) / greedy_seconds, 1),
+       torch_seconds=reference['val_decode_s'],
+       ratio=round(reference['val_decode_s'] / greedy_seconds, 1),
+       jax_val_error_after_2_epochs=round(error, 4), torch_val_error_after_1_epoch=round(reference['val_err'], 4))
+  emit(benchmark='s2s_beam5_decode_test', sentences=len(test), jax_seconds=round(beam_seconds, 4),
+       jax_sentences_per_s=round(len(test) / beam_seconds, 1),
+       torch_greedy_seconds=reference['test_decode_s'],
+       reference_wall_s=round(time.perf_counter() - start, 1))
+
+
+if __name__ == '__main__':
+  main()
