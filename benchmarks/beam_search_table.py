@@ -1,0 +1,59 @@
+"""Test error rate and exact match of trained translation models for several beam sizes and
+length penalties, and beam-search speed (k=5) over the test set.
+
+  python benchmarks/beam_search_table.py runs/s2s runs/s2s_attn [--beam_sizes 1,2,4,8]
+      [--length_penalties 0,1] [--json results.json]
+
+Prints a markdown table (one row per workdir, beam size and penalty) and one JSON line for the
+k=5 timing. Decoding settings only change; each workdir's trained best checkpoint is used.
+"""
+import argparse
+import json
+
+from common import emit, timed
+from configs import seq2seq
+from hw2 import tasks
+from hw2 import train
+
+
+def evaluate(workdir, beam_size, alpha):
+  config = seq2seq.get_config()
+  config.decode.beam_size, config.decode.length_penalty = beam_size, alpha
+  config = train.config_for_evaluation(workdir, config)
+  task = tasks.build(config, workdir, 'eval')
+  params, _ = train.restore_best_params(task, config, workdir)
+  return task, params, task.evaluate(params, 'test')
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('workdirs', nargs='+')
+  parser.add_argument('--beam_sizes', default='1,2,4,8')
+  parser.add_argument('--length_penalties', default='0,1')
+  parser.add_argument('--json', default=None, help='also write the rows to this file')
+  args = parser.parse_args()
+  rows = []
+  print('| model | beam size | length penalty | test error rate | test exact match |')
+  print('|---|---|---|---|---|')
+  for workdir in args.workdirs:
+    for beam_size in map(int, args.beam_sizes.split(',')):
+      for alpha in map(float, args.length_penalties.split(',')):
+        if beam_size == 1 and alpha != 0.0:
+          continue  # Greedy decoding has no length penalty.
+        _, _, result = evaluate(workdir, beam_size, alpha)
+        rows.append({'workdir': workdir, 'beam_size': beam_size, 'length_penalty': alpha,
+                     **result})
+        print(f"| {workdir} | {beam_size} | {alpha:g} | {result['error_rate']:.4f} | "
+              f"{result['exact_match']:.3f} |", flush=True)
+  if args.json:
+    with open(args.json, 'w', encoding='utf-8') as f:
+      json.dump(rows, f, indent=2)
+  task, params, _ = evaluate(args.workdirs[-1], 5, 0.0)
+  sources = [s for s, _ in task.splits['test']]
+  seconds = timed(lambda: task.translate(params, sources) and 0, repeats=3)
+  emit(benchmark='beam5_test_set', workdir=args.workdirs[-1], sentences=len(sources),
+       seconds=round(seconds, 4), sentences_per_s=round(len(sources) / seconds, 1))
+
+
+if __name__ == '__main__':
+  main()
