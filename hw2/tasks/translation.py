@@ -139,33 +139,43 @@ class Translation(base.Task):
   # --- Decoding ---------------------------------------------------------------------------------
 
   def encode_sources(self, sources):
-    """Source id array [N, S] (S a multiple of 4) and lengths [N]; warns about unseen characters."""
+    """Source id array [N, S] (S: the longest source rounded up to a multiple of 4) and lengths
+    [N]; raises on a source longer than the model accepts."""
     longest = max((len(s) for s in sources), default=1)
     if longest > self.max_source_length:
       raise UserError(f'an input has {longest} characters after normalisation; this model '
                       f'translates at most {self.max_source_length} '
                       '(--config.decode.max_source_length)')
-    unknown = sorted({c for s in sources for c in self.source_vocab.unknown_chars(s)})
-    if unknown:
-      logging.warning('characters never seen in training map to UNK: %s', ''.join(unknown))
     return text.encode_sources(self.source_vocab, sources,
                                text.round_up(longest, _LENGTH_MULTIPLE))
 
   def translate(self, params, sources):
-    """Decodes normalised source strings in fixed-size batches on the device.
+    """Decodes normalised source strings on the device, `eval_batch_size` at a time.
+
+    Sources are batched in order of length, so each batch is padded only to its own longest
+    source and stops decoding when its own sentences are done; all batches are dispatched before
+    any result is read back.
 
     Returns:
       per source, the list of (translation, score) hypotheses, best first.
     """
-    source, lengths = self.encode_sources(sources)
-    hypotheses = []
-    for batch, valid in batching.padded_batches({'source': source, 'length': lengths},
-                                                self.config.eval_batch_size):
-      sequences, scores = self._decode(params, batch['source'], batch['length'])
-      sequences, scores = np.asarray(sequences[:valid]), np.asarray(scores[:valid])
-      for row_sequences, row_scores in zip(sequences, scores):
-        hypotheses.append([(self.target_vocab.decode(s), float(score))
-                           for s, score in zip(row_sequences, row_scores) if score > -np.inf])
+    unknown = sorted({c for s in sources for c in self.source_vocab.unknown_chars(s)})
+    if unknown:
+      logging.warning('characters never seen in training map to UNK: %s', ''.join(unknown))
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    batch_size = self.config.eval_batch_size
+    pending = []
+    for start in range(0, len(order), batch_size):
+      rows = order[start:start + batch_size]
+      ids, lengths = self.encode_sources([sources[i] for i in rows])
+      (batch, _), = batching.padded_batches({'ids': ids, 'lengths': lengths}, batch_size)
+      pending.append((rows, self._decode(params, batch['ids'], batch['lengths'])))
+    hypotheses = [None] * len(sources)
+    for rows, (sequences, scores) in pending:
+      sequences, scores = np.asarray(sequences), np.asarray(scores)
+      for k, row in enumerate(rows):
+        hypotheses[row] = [(self.target_vocab.decode(s), float(score))
+                           for s, score in zip(sequences[k], scores[k]) if score > -np.inf]
     return hypotheses
 
   def evaluate(self, params, split):
