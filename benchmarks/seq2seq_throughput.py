@@ -40,7 +40,7 @@ def main():
 
   def run_epoch():
     holder['epoch'] += 1
-    indices = train._epoch_permutation(jax.random.key(1), holder['epoch'], n, config.batch_size)  # pylint: disable=protected-access
+    indices = train.epoch_batch_indices(jax.random.key(1), holder['epoch'], n, config.batch_size)
     holder['state'], metrics = multi_step(holder['state'], data, indices, jax.random.key(2))
     return metrics['loss']
 

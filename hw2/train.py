@@ -43,8 +43,10 @@ def make_optimizer(config):
 
 def create_train_state(task, config, rng):
   """Fresh TrainState (step 0, initial params, optimizer state) for `task`."""
-  return train_state.TrainState.create(
+  state = train_state.TrainState.create(
       apply_fn=task.model.apply, params=task.init_params(rng), tx=make_optimizer(config))
+  # A strongly typed step, as the jitted steps return it: otherwise the first call compiles twice.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def train_step(state, batch, rng, loss_fn):
@@ -107,7 +109,7 @@ def _check_same_experiment(workdir, config):
                     f'config has {name}={config.get(name)!r}; use another --workdir to change it')
 
 
-def _epoch_permutation(rng, epoch, num_examples, batch_size):
+def epoch_batch_indices(rng, epoch, num_examples, batch_size):
   """Shuffled example indices of one epoch as [steps, batch_size] (the remainder is dropped)."""
   steps = num_examples // batch_size
   perm = jax.random.permutation(jax.random.fold_in(rng, epoch), num_examples)
@@ -134,6 +136,12 @@ def train_and_evaluate(config, workdir):
     state, meta = checkpoints.restore(abstract_state)
     start_epoch, best_value = meta['epoch'], meta['best_value']
     logging.info('Resuming %s from the checkpoint of epoch %d', workdir, start_epoch)
+  results_path = os.path.join(workdir, records.RESULTS_FILE)
+  if start_epoch >= config.num_epochs and os.path.exists(results_path):
+    logging.info('%s already holds a finished run of %d epochs; nothing to do', workdir,
+                 start_epoch)
+    checkpoints.close()
+    return records.read_json(results_path)
   history = [r for r in records.read_metrics(workdir) if r['epoch'] <= start_epoch]
   records.write_metrics(workdir, history)
 
@@ -149,7 +157,7 @@ def train_and_evaluate(config, workdir):
 
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     start = time.perf_counter()
-    batch_indices = _epoch_permutation(shuffle_rng, epoch, num_examples, config.batch_size)
+    batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
     loss_sum = jnp.zeros(())
     for first in range(0, steps_per_epoch, steps_per_call):
       state, step_metrics = multi_step(state, data, batch_indices[first:first + steps_per_call],
@@ -177,14 +185,17 @@ def train_and_evaluate(config, workdir):
                  train_loss, metric, evaluation[metric], '  best' if is_best else '',
                  train_seconds, record['examples_per_second'])
 
+  compilations = {'train_step': multi_step._cache_size(), **task.compilation_counts()}  # pylint: disable=protected-access
+  logging.info('XLA compilations (one per distinct input shape): %s', compilations)
   best_state, best_meta = checkpoints.restore(abstract_state, 'best')
   checkpoints.close()
   results = {'best_epoch': best_meta['epoch'], f'val_{metric}': best_meta['best_value'],
              'selection_metric': metric, 'selection_mode': mode,
              'epochs_trained': config.num_epochs,
              'train_seconds': round(sum(r['train_seconds'] for r in history), 1),
+             'compilations': compilations,
              **{f'test_{k}': v for k, v in task.evaluate(best_state.params, 'test').items()}}
-  records.write_json(os.path.join(workdir, records.RESULTS_FILE), results)
+  records.write_json(results_path, results)
   logging.info('Best epoch %d; test %s', results['best_epoch'],
                {k: v for k, v in results.items() if k.startswith('test_')})
   _plot_history(history, metric, workdir)

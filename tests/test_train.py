@@ -27,6 +27,8 @@ def test_run_writes_metrics_results_and_figures(cnn_config, tmp_path):
   assert results['best_epoch'] == best['epoch']
   assert results['val_accuracy'] == best['val_accuracy']
   assert 0.3 < results['test_accuracy'] <= 1.0
+  # 20 steps an epoch in calls of 8: two shapes (8 and 4 steps); one evaluation batch shape.
+  assert results['compilations'] == {'train_step': 2, 'predict': 1}
   assert records.read_json(os.path.join(workdir, 'results.json')) == results
   for name in ('train_loss.png', 'val_accuracy.png', 'activation_maps.png'):
     assert os.path.getsize(os.path.join(workdir, name)) > 1000

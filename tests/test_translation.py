@@ -57,6 +57,8 @@ def test_learns_to_reverse_strings(reverse_run):
   _, workdir, results = reverse_run
   assert results['test_error_rate'] < 0.05, results
   assert results['test_exact_match'] > 0.8
+  # One scan per epoch compiles once; validation and test sources (2-6 characters) pad to 8.
+  assert results['compilations'] == {'train_step': 1, 'decode': 1}
   history = records.read_metrics(workdir)
   assert len(history) == 10 and history[-1]['train_loss'] < history[0]['train_loss']
   for name in ('vocab.json', 'test_translations.tsv', 'val_error_rate.png', 'train_loss.png',

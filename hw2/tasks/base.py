@@ -40,5 +40,9 @@ class Task(abc.ABC):
   def evaluate(self, params, split):
     """Metrics of `params` on split 'validation' or 'test': a dict of Python floats."""
 
+  def compilation_counts(self):
+    """{name: number of XLA compilations} of the task's jitted evaluation functions."""
+    return {}
+
   def write_outputs(self, params, results):
     """Task-specific files and figures for the final (best) parameters. Optional."""

@@ -48,6 +48,9 @@ class Classification(base.Task):
     image_array, labels = self.data.split(split)
     return {'accuracy': metrics.accuracy(self.predict(params, image_array), labels)}
 
+  def compilation_counts(self):
+    return {'predict': self._logits._cache_size()}  # pylint: disable=protected-access
+
   def write_outputs(self, params, results):
     """The 8 first-layer activation maps (before ReLU) of training example 0, beside it."""
     image = self.data.train_images[:1]

@@ -193,6 +193,9 @@ class Translation(base.Task):
     _, _, weights = self._teacher_forced({'params': params}, tokens, state, memory, mask)
     return np.asarray(weights[0, :, :len(source)])
 
+  def compilation_counts(self):
+    return {'decode': self._decode._cache_size()}  # pylint: disable=protected-access
+
   # --- Outputs ----------------------------------------------------------------------------------
 
   def write_outputs(self, params, results):
