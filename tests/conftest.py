@@ -3,7 +3,9 @@ import gzip
 import os
 import struct
 import sys
+import tempfile
 
+import jax
 import numpy as np
 import pytest
 
@@ -13,6 +15,14 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
 KMNIST_DIR = os.path.join(SHARED_DATA, 'kmnist')
 SPA_ENG_DIR = os.path.join(SHARED_DATA, 'spa-eng')
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+
+
+def pytest_configure(config):
+  # Many tests build the same jitted functions anew (one trainer per run); JAX's persistent
+  # compilation cache lets them reuse each other's XLA executables within the session.
+  del config
+  jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='hw2_jax_cache_'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
 def write_idx(path, array):
