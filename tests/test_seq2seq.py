@@ -31,16 +31,16 @@ def test_lstm_equals_a_plain_numpy_loop():
   np.testing.assert_allclose(state.h, h, atol=1e-5)
 
 
-def test_reverse_lstm_respects_lengths():
+def test_lstm_state_stops_at_each_length():
   lstm = LSTM(input_size=3, hidden_size=4)
-  x = np.random.RandomState(1).randn(1, 6, 3).astype(np.float32)
+  x = np.random.RandomState(1).randn(2, 6, 3).astype(np.float32)
   params = lstm.init(jax.random.key(0), x)['params']
-  padded_out, padded_state = lstm.apply({'params': params}, x, lengths=jnp.array([4]),
-                                        reverse=True)
-  exact_out, exact_state = lstm.apply({'params': params}, x[:, :4][:, ::-1])
-  np.testing.assert_allclose(padded_out[:, :4], exact_out[:, ::-1], atol=1e-6)
-  np.testing.assert_allclose(padded_out[:, 4:], 0.0)
-  np.testing.assert_allclose(padded_state.h, exact_state.h, atol=1e-6)
+  outputs, state = lstm.apply({'params': params}, x, lengths=jnp.array([4, 6]))
+  short_outputs, short_state = lstm.apply({'params': params}, x[:1, :4])
+  np.testing.assert_allclose(outputs[0, :4], short_outputs[0], atol=1e-6)
+  np.testing.assert_array_equal(outputs[0, 4:], 0.0)
+  np.testing.assert_allclose(state.h[0], short_state.h[0], atol=1e-6)
+  np.testing.assert_allclose(state.c[0], short_state.c[0], atol=1e-6)
 
 
 @pytest.fixture(scope='module', params=[False, True], ids=['plain', 'attention'])

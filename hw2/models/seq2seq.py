@@ -93,7 +93,7 @@ class LSTM(nn.Module):
     """Input projections of all steps in one product: [B, T, D] -> [B, T, 4H]."""
     return inputs @ self.w_input + self.bias
 
-  def __call__(self, inputs, state=None, lengths=None, reverse=False):
+  def __call__(self, inputs, state=None, lengths=None):
     """Runs over inputs [B, T, D].
 
     Args:
@@ -101,19 +101,14 @@ class LSTM(nn.Module):
       state: initial LSTMState ([B, H] each); zeros if None.
       lengths: [B] true lengths; steps at t >= lengths[b] leave the state unchanged and output 0.
         None means every step is real.
-      reverse: run from each sequence's last real step to its first (outputs stay aligned).
     Returns:
       outputs [B, T, H] and the final LSTMState (at each sequence's true end).
     """
     batch, steps = inputs.shape[:2]
     if state is None:
       state = self.initial_state(batch, inputs.dtype)
-    if reverse:
-      inputs = _reverse_within_length(inputs, lengths)
     (outputs,), (state,) = scan_lstms((self.project(inputs),), (self.w_hidden,), (state,),
                                       _valid_steps(batch, steps, lengths))
-    if reverse:
-      outputs = _reverse_within_length(outputs, lengths)
     return outputs, state
 
 
