@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hw2.models import count_params
-from hw2.models.seq2seq import LSTM, LSTMState, Seq2Seq
+from hw2.models.seq2seq import LSTM, LSTMState, Seq2Seq, lstm_cell, scan_lstms
 from hw2.tasks.translation import masked_cross_entropy
 
 V_SRC, V_TGT = 12, 9
@@ -127,3 +127,43 @@ def test_decode_step_equals_teacher_forced_decoding(model_and_params):
     step_logits, state = model.apply({'params': params}, tokens[:, t], state, memory, mask,
                                      method=Seq2Seq.decode_step)
     np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
+
+
+def _reference_lstm(projected, w_hidden, state, valid):
+  """Plain autodiff LSTM (batch-major in and out), for checking the hand-written gradient."""
+  def step(state, xs):
+    x, v = xs
+    new = lstm_cell(state, x, w_hidden)
+    keep = v[:, None]
+    return (LSTMState(jnp.where(keep, new.c, state.c), jnp.where(keep, new.h, state.h)),
+            jnp.where(keep, new.h, 0.0))
+  state, outputs = jax.lax.scan(step, state, (projected.swapaxes(0, 1), valid.T))
+  return outputs.swapaxes(0, 1), state
+
+
+def test_hand_written_lstm_gradient_equals_autodiff():
+  rng = np.random.RandomState(3)
+  b, t, sizes = 3, 6, (4, 5)
+  projected = tuple(jnp.asarray(rng.randn(b, t, 4 * h), jnp.float32) for h in sizes)
+  w_hidden = tuple(jnp.asarray(rng.randn(h, 4 * h) * 0.5, jnp.float32) for h in sizes)
+  states = tuple(LSTMState(*(jnp.asarray(rng.randn(b, h), jnp.float32) for _ in range(2)))
+                 for h in sizes)
+  valid = jnp.arange(t)[None, :] < jnp.array([6, 2, 4])[:, None]  # Padding inside the batch.
+  weights = [jnp.asarray(rng.randn(b, t, h), jnp.float32) for h in sizes]
+
+  def objective(run):
+    def f(projected, w_hidden, states):
+      outputs, finals = run(projected, w_hidden, states)
+      return sum(jnp.sum(o * w) + jnp.sum(s.c * 0.7 - s.h * 1.3)
+                 for o, w, s in zip(outputs, weights, finals))
+    return f
+
+  ours = objective(lambda p, w, s: scan_lstms(p, w, s, valid))
+  reference = objective(lambda p, w, s: tuple(zip(*[
+      _reference_lstm(p[k], w[k], s[k], valid) for k in range(len(sizes))])))
+  np.testing.assert_allclose(ours(projected, w_hidden, states),
+                             reference(projected, w_hidden, states), rtol=1e-5)
+  grads = jax.grad(ours, argnums=(0, 1, 2))(projected, w_hidden, states)
+  expected = jax.grad(reference, argnums=(0, 1, 2))(projected, w_hidden, states)
+  for g, e in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)

@@ -38,9 +38,31 @@ def _reverse_within_length(x, lengths):
   return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
+def _scan_lstms_forward(projected, w_hidden, states, valid):
+  """The forward pass of scan_lstms (time-major inside), keeping what the backward pass needs."""
+  def step(states, xs):
+    projected_t, valid_t = xs
+    keep = valid_t[:, None]
+    new_states, outputs, residuals = [], [], []
+    for state, x, w in zip(states, projected_t, w_hidden):
+      gates = x + state.h @ w
+      i, f, g, o = jnp.split(gates, 4, axis=-1)
+      i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+      c = f * state.c + i * g
+      h = o * jnp.tanh(c)
+      new_states.append(LSTMState(jnp.where(keep, c, state.c), jnp.where(keep, h, state.h)))
+      outputs.append(jnp.where(keep, h, 0.0))
+      residuals.append((jnp.concatenate([i, f, g, o], -1), c, state.c, state.h))
+    return tuple(new_states), (tuple(outputs), tuple(residuals))
+
+  time_major = tuple(p.swapaxes(0, 1) for p in projected)
+  states, (outputs, residuals) = jax.lax.scan(step, tuple(states), (time_major, valid.T))
+  return tuple(o.swapaxes(0, 1) for o in outputs), states, residuals
+
+
+@jax.custom_vjp
 def scan_lstms(projected, w_hidden, states, valid):
-  """Runs independent LSTMs over the same steps in one `lax.scan` (fewer loop iterations than one
-  scan each, which is what costs on CPU at these sizes).
+  """Runs independent LSTMs over the same steps in one `lax.scan` (fewer loop iterations).
 
   Args:
     projected: tuple of input projections x W_in + b, [B, T, 4H_k] each.
@@ -49,21 +71,49 @@ def scan_lstms(projected, w_hidden, states, valid):
     valid: [B, T] bool; at invalid steps a state is kept and the output is 0.
   Returns:
     (tuple of outputs [B, T, H_k], tuple of final LSTMStates).
-  """
-  def step(states, xs):
-    projected_t, valid_t = xs
-    keep = valid_t[:, None]
-    new_states, outputs = [], []
-    for state, x, w in zip(states, projected_t, w_hidden):
-      new = lstm_cell(state, x, w)
-      new_states.append(LSTMState(jnp.where(keep, new.c, state.c),
-                                  jnp.where(keep, new.h, state.h)))
-      outputs.append(jnp.where(keep, new.h, 0.0))
-    return tuple(new_states), tuple(outputs)
 
-  time_major = tuple(p.swapaxes(0, 1) for p in projected)
-  states, outputs = jax.lax.scan(step, tuple(states), (time_major, valid.T))
-  return tuple(o.swapaxes(0, 1) for o in outputs), states
+  The backward pass is written out (tests/test_seq2seq.py checks it against autodiff): one
+  reverse scan for the gate gradients with W_hidden transposed once outside the loop, then each
+  dL/dW_hidden = sum_t h_{t-1}^T dgates_t as one [H, T*B] x [T*B, 4H] product.
+  """
+  outputs, states, _ = _scan_lstms_forward(projected, w_hidden, states, valid)
+  return outputs, states
+
+
+def _scan_lstms_fwd(projected, w_hidden, states, valid):
+  outputs, final_states, residuals = _scan_lstms_forward(projected, w_hidden, states, valid)
+  return (outputs, final_states), (residuals, w_hidden, valid)
+
+
+def _scan_lstms_bwd(saved, cotangents):
+  residuals, w_hidden, valid = saved
+  d_outputs, d_final = cotangents
+  w_transposed = tuple(w.T for w in w_hidden)
+
+  def step(d_states, xs):
+    valid_t, d_outputs_t, residuals_t = xs
+    keep = valid_t[:, None]
+    d_previous, d_gates = [], []
+    for d_state, d_out, (activations, c, c_prev, _), w_t in zip(
+        d_states, d_outputs_t, residuals_t, w_transposed):
+      i, f, g, o = jnp.split(activations, 4, axis=-1)
+      dh = jnp.where(keep, d_state.h + d_out, 0.0)
+      tanh_c = jnp.tanh(c)
+      dc = jnp.where(keep, d_state.c, 0.0) + dh * o * (1.0 - tanh_c * tanh_c)
+      d_gate = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                                dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], -1)
+      d_previous.append(LSTMState(jnp.where(keep, dc * f, d_state.c),
+                                  jnp.where(keep, d_gate @ w_t, d_state.h)))
+      d_gates.append(d_gate)
+    return tuple(d_previous), tuple(d_gates)
+
+  xs = (valid.T, tuple(d.swapaxes(0, 1) for d in d_outputs), residuals)
+  d_initial, d_gates = jax.lax.scan(step, tuple(d_final), xs, reverse=True)
+  d_w_hidden = tuple(jnp.einsum('tbh,tbg->hg', r[3], d) for r, d in zip(residuals, d_gates))
+  return tuple(d.swapaxes(0, 1) for d in d_gates), d_w_hidden, d_initial, None
+
+
+scan_lstms.defvjp(_scan_lstms_fwd, _scan_lstms_bwd)
 
 
 def _valid_steps(batch, steps, lengths):
