@@ -116,6 +116,29 @@ def epoch_batch_indices(rng, epoch, num_examples, batch_size):
   return perm[:steps * batch_size].reshape(steps, batch_size)
 
 
+def _train_epoch(multi_step, state, data, batch_indices, rng, steps_per_call, epoch):
+  """Runs the steps of one epoch, `steps_per_call` (0: all) per jitted call.
+
+  Args:
+    batch_indices: [steps, B] rows of `data` for each step.
+  Returns:
+    (state, mean training loss over the epoch's steps, seconds).
+  """
+  start = time.perf_counter()
+  steps, batch_size = batch_indices.shape
+  steps_per_call = steps_per_call or steps
+  loss_sum = jnp.zeros(())
+  for first in range(0, steps, steps_per_call):
+    state, step_metrics = multi_step(state, data, batch_indices[first:first + steps_per_call], rng)
+    loss_sum += step_metrics['loss'].sum()
+    done = min(first + steps_per_call, steps)
+    if done < steps:  # Progress inside the epoch; the host syncs once per call.
+      logging.info('epoch %d step %d/%d  loss %.4f  %.0f examples/s', epoch, done, steps,
+                   float(loss_sum) / done, done * batch_size / (time.perf_counter() - start))
+  train_loss = float(loss_sum) / steps
+  return state, train_loss, time.perf_counter() - start
+
+
 def train_and_evaluate(config, workdir):
   """Trains `config` into `workdir` (resuming from its latest checkpoint), then tests the best.
 
@@ -125,6 +148,11 @@ def train_and_evaluate(config, workdir):
   os.makedirs(workdir, exist_ok=True)
   _check_same_experiment(workdir, config)
   task = tasks.build(config, workdir, 'train')
+  data = jax.device_put(task.train_arrays())
+  num_examples = len(next(iter(data.values())))
+  if num_examples < config.batch_size:
+    raise UserError(f'--config.batch_size={config.batch_size} exceeds the {num_examples} '
+                    'training examples')
   init_rng, shuffle_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 3)
   state = create_train_state(task, config, init_rng)
   abstract_state = jax.eval_shape(lambda: state)
@@ -145,34 +173,15 @@ def train_and_evaluate(config, workdir):
   history = [r for r in records.read_metrics(workdir) if r['epoch'] <= start_epoch]
   records.write_metrics(workdir, history)
 
-  data = jax.device_put(task.train_arrays())
-  num_examples = len(next(iter(data.values())))
-  steps_per_epoch = num_examples // config.batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f'--config.batch_size={config.batch_size} exceeds the {num_examples} '
-                    'training examples')
-  steps_per_call = config.steps_per_call or steps_per_epoch
   multi_step = make_multi_step(task.loss)
   metric, mode = task.selection_metric, task.selection_mode
-
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    start = time.perf_counter()
     batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
-    loss_sum = jnp.zeros(())
-    for first in range(0, steps_per_epoch, steps_per_call):
-      state, step_metrics = multi_step(state, data, batch_indices[first:first + steps_per_call],
-                                       dropout_rng)
-      loss_sum += step_metrics['loss'].sum()
-      done = min(first + steps_per_call, steps_per_epoch)
-      if done < steps_per_epoch:  # Progress inside the epoch; the sync is once per call.
-        elapsed = time.perf_counter() - start
-        logging.info('epoch %d step %d/%d  loss %.4f  %.0f examples/s', epoch, done,
-                     steps_per_epoch, float(loss_sum) / done, done * config.batch_size / elapsed)
-    train_loss = float(loss_sum) / steps_per_epoch
-    train_seconds = time.perf_counter() - start
+    state, train_loss, train_seconds = _train_epoch(multi_step, state, data, batch_indices,
+                                                    dropout_rng, config.steps_per_call, epoch)
     evaluation = task.evaluate(state.params, 'validation')
     record = {'epoch': epoch, 'train_loss': train_loss, 'train_seconds': round(train_seconds, 3),
-              'examples_per_second': round(steps_per_epoch * config.batch_size / train_seconds, 1),
+              'examples_per_second': round(batch_indices.size / train_seconds, 1),
               **{f'val_{k}': v for k, v in evaluation.items()}}
     is_best = _is_better(evaluation[metric], best_value, mode)
     if is_best:
