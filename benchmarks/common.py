@@ -1,4 +1,7 @@
-"""Helpers for the benchmark scripts: timing, the PyTorch reference, JSON lines."""
+"""Helpers for the benchmark scripts: timing, the PyTorch reference, JSON lines.
+
+Both sides are measured the same way: the best of 3 (epochs or repeats), compilation excluded.
+"""
 import json
 import os
 import subprocess
@@ -16,20 +19,22 @@ def emit(**record):
   print(json.dumps(record), flush=True)
 
 
-def timed(fn, *args, repeats=1):
-  """Seconds per call of fn(*args), after one warm-up call (compilation) not counted."""
+def timed(fn, *args, repeats=3):
+  """Best (least) seconds of `repeats` calls of fn(*args), after one warm-up call (compilation)
+  that is not counted. The best of several is the least disturbed by other load on the machine."""
   jax.block_until_ready(fn(*args))
-  start = time.perf_counter()
+  best = float('inf')
   for _ in range(repeats):
-    out = fn(*args)
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return best
 
 
 def torch_reference(*args):
-  """Runs ../shared/bench/torch_reference.py with args; returns its last JSON line as a dict."""
+  """Runs ../shared/bench/torch_reference.py with args; returns its JSON lines (one per epoch)."""
   if not os.path.exists(TORCH_REFERENCE):
     raise SystemExit(f'{TORCH_REFERENCE} not found')
   result = subprocess.run([sys.executable, TORCH_REFERENCE, *args], capture_output=True,
                           text=True, check=True)
-  return json.loads(result.stdout.strip().splitlines()[-1])
+  return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith('{')]

@@ -3,13 +3,13 @@ greedy decoding of the 1,000 validation sentences, beam search (k=5) over the 1,
 
   python benchmarks/seq2seq_throughput.py [--data ../shared/data/spa-eng]
 
-Ours trains two epochs (the first includes compilation and is not counted), then decodes with the
-resulting parameters (compilation excluded); the reference trains one epoch and decodes sentence by
-sentence, as its homework code does. Prints JSON lines with both sides and the ratios.
+Each side is measured as the best of 3 epochs (training) and of 3 passes (decoding), compilation
+excluded: ours trains 4 epochs (the first compiles) and decodes with the resulting parameters 4
+times; the reference trains 3 epochs and decodes the validation set sentence by sentence after
+each, as its homework code does. Prints JSON lines with both sides and the ratios.
 """
 import argparse
 import os
-import time
 
 import jax
 
@@ -54,21 +54,20 @@ def main():
   beam_seconds = timed(lambda: beam_task.translate(params, test) and 0)
   error = task.evaluate(params, 'validation')['error_rate']
 
-  start = time.perf_counter()
-  reference = torch_reference('s2s', '--data', args.data, '--attn', '--epochs', '1')
+  reference = torch_reference('s2s', '--data', args.data, '--attn', '--epochs', '3')
+  torch_train = max(r['ex_per_s'] for r in reference)
+  torch_greedy = min(r['val_decode_s'] for r in reference)
   emit(benchmark='s2s_train_attention', batch_size=config.batch_size,
-       jax_examples_per_s=round(train_examples_per_s, 1),
-       torch_examples_per_s=reference['ex_per_s'],
-       ratio=round(train_examples_per_s / reference['ex_per_s'], 2))
+       jax_examples_per_s=round(train_examples_per_s, 1), torch_examples_per_s=torch_train,
+       ratio=round(train_examples_per_s / torch_train, 2))
   emit(benchmark='s2s_greedy_decode_validation', sentences=len(validation),
-       jax_seconds=round(greedy_seconds, 4), jax_sentences_per_s=round(len(validation) / greedy_seconds, 1),
-       torch_seconds=reference['val_decode_s'],
-       ratio=round(reference['val_decode_s'] / greedy_seconds, 1),
-       jax_val_error_after_2_epochs=round(error, 4), torch_val_error_after_1_epoch=round(reference['val_err'], 4))
+       jax_seconds=round(greedy_seconds, 4),
+       jax_sentences_per_s=round(len(validation) / greedy_seconds, 1),
+       torch_seconds=torch_greedy, ratio=round(torch_greedy / greedy_seconds, 1),
+       jax_val_error=round(error, 4), torch_val_error=round(reference[-1]['val_err'], 4))
   emit(benchmark='s2s_beam5_decode_test', sentences=len(test), jax_seconds=round(beam_seconds, 4),
        jax_sentences_per_s=round(len(test) / beam_seconds, 1),
-       torch_greedy_seconds=reference['test_decode_s'],
-       reference_wall_s=round(time.perf_counter() - start, 1))
+       torch_greedy_seconds=reference[-1]['test_decode_s'])
 
 
 if __name__ == '__main__':
