@@ -148,6 +148,7 @@ def test_bad_translation_inputs(tmp_path):
   config = make_config(tmp_path, num_epochs=1)
   with pytest.raises(UserError, match=r'val.tsv:2: line has no tab'):
     Translation(config, str(tmp_path / 'w'), 'train')
+  assert not (tmp_path / 'w').exists()  # Nothing written for a bad data folder.
   write_tsv(tmp_path / 'val.tsv', [('ab', 'ba')])
   with pytest.raises(UserError, match='test.tsv holds no sentence pairs'):
     Translation(config, str(tmp_path / 'w'), 'train')

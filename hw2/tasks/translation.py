@@ -67,21 +67,24 @@ class Translation(base.Task):
 
   def __init__(self, config, workdir, mode):
     super().__init__(config, workdir, mode)
+    if config.decode.beam_size < 1 or config.decode.length_penalty < 0:
+      raise UserError('--config.decode.beam_size must be >= 1 and --config.decode.length_penalty '
+                      f'>= 0, got {config.decode.beam_size} and {config.decode.length_penalty}')
     self.normalize = text.get_normalizer(config.normalize)
-    vocab_path = os.path.join(workdir, VOCAB_FILE)
     self.splits = {}
     if mode == 'train':
       self.splits['train'] = self._read_split('train_file', keep_long=False)
+      self.splits['validation'] = self._read_split('validation_file')
+    if mode in ('train', 'eval'):
+      self.splits['test'] = self._read_split('test_file')
+    vocab_path = os.path.join(workdir, VOCAB_FILE)
+    if mode == 'train':  # Written only once every file has been read without error.
       self.source_vocab = text.Vocabulary.from_texts(s for s, _ in self.splits['train'])
       self.target_vocab = text.Vocabulary.from_texts(t for _, t in self.splits['train'])
       os.makedirs(workdir, exist_ok=True)
       text.save_vocabularies(vocab_path, self.source_vocab, self.target_vocab)
     else:
       self.source_vocab, self.target_vocab = text.load_vocabularies(vocab_path)
-    if mode == 'train':
-      self.splits['validation'] = self._read_split('validation_file')
-    if mode in ('train', 'eval'):
-      self.splits['test'] = self._read_split('test_file')
     self.model = Seq2Seq(self.source_vocab.size, self.target_vocab.size, config.hidden_size,
                          config.dropout_rate, config.use_attention)
     self.max_source_length = config.decode.max_source_length
@@ -89,9 +92,6 @@ class Translation(base.Task):
                                           config.decode.max_length, config.decode.length_penalty))
     self._teacher_forced = jax.jit(functools.partial(self.model.apply, method=Seq2Seq.decode))
     self._encode = jax.jit(functools.partial(self.model.apply, method=Seq2Seq.encode))
-    if config.decode.beam_size < 1 or config.decode.length_penalty < 0:
-      raise UserError('--config.decode.beam_size must be >= 1 and --config.decode.length_penalty '
-                      f'>= 0, got {config.decode.beam_size} and {config.decode.length_penalty}')
 
   def _path(self, field):
     if not self.config.data_dir:
