@@ -14,12 +14,13 @@ from common import emit, timed
 from configs import seq2seq
 from hw2 import tasks
 from hw2 import train
+from hw2 import workdir as workdirs
 
 
 def evaluate(workdir, beam_size, alpha):
   config = seq2seq.get_config()
   config.decode.beam_size, config.decode.length_penalty = beam_size, alpha
-  config = train.config_for_evaluation(workdir, config)
+  config = workdirs.config_for_evaluation(workdir, config)
   task = tasks.build(config, workdir, 'eval')
   params, _ = train.restore_best_params(task, config, workdir)
   return task, params, task.evaluate(params, 'test')

@@ -1,4 +1,4 @@
-"""Helpers for the benchmark scripts: timing, the PyTorch reference, JSON lines.
+"""Helpers for the benchmark scripts: timing, the PyTorch baseline, JSON lines.
 
 Both sides are measured the same way: the best of 3 (epochs or repeats), compilation excluded.
 """
@@ -12,7 +12,9 @@ import jax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-TORCH_REFERENCE = os.path.join(os.path.dirname(ROOT), 'shared', 'bench', 'torch_reference.py')
+TORCH_BASELINE = os.path.join(ROOT, 'benchmarks', 'torch_baseline.py')
+KMNIST_DIR = os.path.join(ROOT, 'data', 'kmnist')
+SPA_ENG_DIR = os.path.join(ROOT, 'data', 'spa-eng')
 
 
 def emit(**record):
@@ -31,10 +33,12 @@ def timed(fn, *args, repeats=3):
   return best
 
 
-def torch_reference(*args):
-  """Runs ../shared/bench/torch_reference.py with args; returns its JSON lines (one per epoch)."""
-  if not os.path.exists(TORCH_REFERENCE):
-    raise SystemExit(f'{TORCH_REFERENCE} not found')
-  result = subprocess.run([sys.executable, TORCH_REFERENCE, *args], capture_output=True,
+def torch_baseline(*args):
+  """Runs benchmarks/torch_baseline.py with args; returns its JSON lines (one per epoch)."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise SystemExit('PyTorch is missing: pip install -r benchmarks/requirements.txt') from None
+  result = subprocess.run([sys.executable, TORCH_BASELINE, *args], capture_output=True,
                           text=True, check=True)
   return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith('{')]

@@ -4,9 +4,13 @@
   python main.py --config configs/cnn.py --workdir runs/cnn --mode eval
   python main.py --config configs/cnn.py --workdir runs/lr --sweep learning_rate=1e-5,5e-4,1e-2
 
-Offline, point it at a folder of the four IDX gzip files, e.g. Fashion-MNIST:
+Offline, point it at a folder of the four IDX gzip files, e.g. Fashion-MNIST (Debian's
+dataset-fashion-mnist package), or train on the KMNIST test images that ship in data/kmnist,
+2,000 of them held out as the test split:
   python main.py --config configs/cnn.py --workdir runs/fmnist \
       --config.dataset=fashion_mnist --config.data_dir=/usr/share/datasets/fashion-mnist
+  python main.py --config configs/cnn.py --workdir runs/kmnist_small \
+      --config.data_dir=data/kmnist --config.split_test_images=2000 --config.validation_size=1000
 """
 import ml_collections
 from ml_collections import config_dict
@@ -24,6 +28,9 @@ def get_config():
   config.validation_size = 10_000
   config.max_train_examples = 0  # 0 = all of the train split.
   config.split_seed = 42
+  # > 0: use only the official test images (e.g. data/kmnist): this many (fixed seed) are the test
+  # split and the others are divided into train and validation as above.
+  config.split_test_images = 0
 
   config.dropout_rate = 0.3
   config.optimizer = 'adam'

@@ -1,9 +1,7 @@
 """The homework's character-level Spanish -> English translation (question 3), no attention.
 
-  python main.py --config configs/seq2seq.py --workdir runs/s2s \
-      --config.data_dir=../shared/data/spa-eng
-  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn \
-      --config.data_dir=../shared/data/spa-eng --config.use_attention=True
+  python main.py --config configs/seq2seq.py --workdir runs/s2s
+  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --config.use_attention=True
   python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --mode eval \
       --config.decode.beam_size=4
   python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --mode translate \
@@ -13,15 +11,20 @@
 config.json; only the decoding settings (config.decode.*, eval_batch_size) come from the command
 line.
 """
+import os
+
 import ml_collections
-from ml_collections import config_dict
+
+# The homework's files, shipped with the repository (data/README.md); found from any directory.
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data',
+                        'spa-eng')
 
 
 def get_config():
   config = ml_collections.ConfigDict()
   config.task = 'translation'
   # Data: tab-separated pairs; the homework's files are english<TAB>spanish<TAB>42.
-  config.data_dir = config_dict.placeholder(str)
+  config.data_dir = DATA_DIR
   config.train_file = 'train-eng-spa.txt'
   config.validation_file = 'val-eng-spa.txt'
   config.test_file = 'test-eng-spa.txt'

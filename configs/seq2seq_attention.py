@@ -1,7 +1,6 @@
 """configs/seq2seq.py with bilinear attention (the homework's question 3 (b)).
 
-  python main.py --config configs/seq2seq_attention.py --workdir runs/s2s_attn \
-      --config.data_dir=../shared/data/spa-eng
+  python main.py --config configs/seq2seq_attention.py --workdir runs/s2s_attn
 """
 from configs import seq2seq
 

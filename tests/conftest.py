@@ -1,4 +1,4 @@
-"""Shared fixtures: real data locations, small IDX folders, small configs."""
+"""Shared fixtures: the repository's data, small IDX folders, small configs."""
 import gzip
 import os
 import struct
@@ -11,10 +11,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-SHARED_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
-KMNIST_DIR = os.path.join(SHARED_DATA, 'kmnist')
-SPA_ENG_DIR = os.path.join(SHARED_DATA, 'spa-eng')
-FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+DATA = os.path.join(ROOT, 'data')
+KMNIST_DIR = os.path.join(DATA, 'kmnist')  # The official KMNIST test images and labels.
+SPA_ENG_DIR = os.path.join(DATA, 'spa-eng')  # The homework's translation files.
 
 
 def pytest_configure(config):
@@ -43,20 +42,19 @@ def write_idx_folder(folder, train_images, train_labels, test_images, test_label
 
 
 @pytest.fixture(scope='session')
-def fashion_mnist():
-  """The real Fashion-MNIST arrays (apt-get install dataset-fashion-mnist)."""
+def kmnist_test_images():
+  """The 10,000 real KMNIST test images [N, 28, 28] uint8 and labels [N] shipped in data/kmnist."""
   from hw2.data import images
-  if not os.path.isdir(FASHION_MNIST_DIR):
-    pytest.fail(f'{FASHION_MNIST_DIR} is missing: apt-get install dataset-fashion-mnist')
-  return images.load_idx_folder(FASHION_MNIST_DIR)
+  return (images.read_idx(os.path.join(KMNIST_DIR, 't10k-images-idx3-ubyte.gz'), 3),
+          images.read_idx(os.path.join(KMNIST_DIR, 't10k-labels-idx1-ubyte.gz'), 1))
 
 
 @pytest.fixture(scope='session')
-def small_image_dir(tmp_path_factory, fashion_mnist):
-  """An IDX folder of 1,200 real Fashion-MNIST training and 300 test images."""
-  train_x, train_y, test_x, test_y = fashion_mnist
-  return write_idx_folder(str(tmp_path_factory.mktemp('fmnist_small')), train_x[:1200],
-                          train_y[:1200], test_x[:300], test_y[:300])
+def small_image_dir(tmp_path_factory, kmnist_test_images):
+  """An IDX folder of real KMNIST images: 1,200 as training and 300 others as test images."""
+  x, y = kmnist_test_images
+  return write_idx_folder(str(tmp_path_factory.mktemp('kmnist_small')), x[:1200], y[:1200],
+                          x[1200:1500], y[1200:1500])
 
 
 @pytest.fixture
@@ -64,7 +62,6 @@ def cnn_config(small_image_dir):
   """The homework CNN config shrunk to seconds: 1,000 train / 200 validation / 300 test images."""
   from configs import cnn
   config = cnn.get_config()
-  config.dataset = 'fashion_mnist'
   config.data_dir = small_image_dir
   config.validation_size = 200
   config.batch_size = 50

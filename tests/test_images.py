@@ -98,9 +98,97 @@ def test_load_image_splits_from_idx_folder(cnn_config):
 
 
 def test_unknown_dataset(cnn_config):
+  from hw2 import validation
   cnn_config.dataset = 'cifar10'
   with pytest.raises(UserError, match="unknown dataset 'cifar10'"):
-    images.load_image_splits(cnn_config)
+    validation.validate(cnn_config)
+
+
+def _write_raw_idx(path, array):
+  """An uncompressed IDX file, as TFDS's download_and_extract leaves it."""
+  array = np.asarray(array, np.uint8)
+  header = bytes([0, 0, 8, array.ndim]) + b''.join(n.to_bytes(4, 'big') for n in array.shape)
+  path.write_bytes(header + array.tobytes())
+  return str(path)
+
+
+@pytest.mark.parametrize('dataset', ['kmnist', 'mnist'])
+def test_tfds_download_and_prepare_with_only_the_network_replaced(dataset, tmp_path,
+                                                                  monkeypatch):
+  """The first-run path of the main command: TFDS downloads, prepares and loads the data set.
+
+  Only DownloadManager.download_and_extract is replaced (it returns IDX files written here), and
+  the builder's example counts are shrunk so that preparing takes seconds.
+  """
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.image_classification import mnist
+  rng = np.random.RandomState(0)
+  arrays = {'train_data': rng.randint(0, 256, (30, 28, 28)), 'train_labels': np.arange(30) % 10,
+            'test_data': rng.randint(0, 256, (20, 28, 28)), 'test_labels': np.arange(20) % 10}
+  files = {key: _write_raw_idx(tmp_path / key, a) for key, a in arrays.items()}
+  asked = []
+
+  def download_and_extract(self, urls):
+    asked.extend(urls.values())
+    return {key: files[key] for key in urls}
+
+  monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract',
+                      download_and_extract)
+  monkeypatch.setattr(mnist, '_TRAIN_EXAMPLES', 30)
+  monkeypatch.setattr(mnist, '_TEST_EXAMPLES', 20)
+  train_x, train_y, test_x, test_y = images.load_tfds(dataset, str(tmp_path / 'tfds'))
+  assert sorted(os.path.basename(u) for u in asked) == sorted(images.IDX_FILES.values())
+  assert train_x.shape == (30, 28, 28) and train_x.dtype == np.uint8
+  assert test_x.shape == (20, 28, 28) and test_y.shape == (20,)
+  # TFDS may reorder examples: compare them as sets of (image, label).
+  def as_set(x, y):
+    return {(bytes(a), int(b)) for a, b in zip(x.astype(np.uint8), y)}
+  assert as_set(train_x, train_y) == as_set(arrays['train_data'], arrays['train_labels'])
+  assert as_set(test_x, test_y) == as_set(arrays['test_data'], arrays['test_labels'])
+  assert os.path.isdir(tmp_path / 'tfds' / dataset)
+  # Prepared once: the second load reads TFDS's files without downloading again.
+  asked.clear()
+  images.load_tfds(dataset, str(tmp_path / 'tfds'))
+  assert not asked
+
+
+def test_failed_tfds_download_is_one_clear_error(tmp_path, monkeypatch):
+  import requests
+  import tensorflow_datasets as tfds
+
+  def offline(self, urls):
+    raise requests.exceptions.ConnectionError("Failed to resolve 'codh.rois.ac.jp'\n(offline)")
+
+  monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', offline)
+  with pytest.raises(UserError) as e:
+    images.load_tfds('kmnist', str(tmp_path / 'tfds'))
+  message = str(e.value)
+  assert '\n' not in message
+  for fragment in ('could not download the kmnist data set', 'ConnectionError',
+                   "Failed to resolve 'codh.rois.ac.jp'", '--config.data_dir=DIR',
+                   'train-images-idx3-ubyte.gz'):
+    assert fragment in message
+
+
+def test_resplit_test_images_needs_no_training_images(tmp_path, kmnist_test_images):
+  from configs import cnn
+  x, y = kmnist_test_images
+  folder = tmp_path / 'only_test'
+  folder.mkdir()
+  write_idx(folder / 't10k-images-idx3-ubyte.gz', x[:500])
+  write_idx(folder / 't10k-labels-idx1-ubyte.gz', y[:500])
+  config = cnn.get_config()
+  config.data_dir, config.split_test_images, config.validation_size = str(folder), 100, 50
+  splits = images.load_image_splits(config)
+  assert (len(splits.train_images), len(splits.validation_images), len(splits.test_images)) == (
+      350, 50, 100)
+  # The three splits are disjoint and together are the 500 images.
+  rows = [bytes(a) for part in (splits.train_images, splits.validation_images,
+                                splits.test_images) for a in (part * 255).round().astype(np.uint8)]
+  assert len(rows) == 500 and sorted(rows) == sorted(bytes(a) for a in x[:500])
+  config.split_test_images = 500
+  with pytest.raises(UserError, match=r'--config.split_test_images=500 must lie in \[0, 500\)'):
+    images.load_image_splits(config)
 
 
 def test_tfds_path_under_mock_data(cnn_config):

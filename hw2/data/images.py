@@ -93,6 +93,13 @@ def _read_images_and_labels(data_dir, images_key, labels_key):
   return images, labels
 
 
+def _existing_folder(data_dir):
+  if not os.path.isdir(data_dir):
+    what = 'is a file, not a folder' if os.path.exists(data_dir) else 'not found'
+    raise UserError(f'data folder {what}: {data_dir} (--config.data_dir)')
+  return data_dir
+
+
 def load_idx_folder(data_dir):
   """Reads the four standard IDX gzip files of `data_dir`.
 
@@ -100,40 +107,68 @@ def load_idx_folder(data_dir):
     (train_images [N, 28, 28] uint8, train_labels [N] uint8, test_images [M, 28, 28] uint8,
      test_labels [M] uint8).
   """
-  if not os.path.isdir(data_dir):
-    raise UserError(f'data folder not found: {data_dir} (--config.data_dir)')
+  data_dir = _existing_folder(data_dir)
   return (*_read_images_and_labels(data_dir, 'train_images', 'train_labels'),
           *_read_images_and_labels(data_dir, 'test_images', 'test_labels'))
 
 
+# TFDS retries a failed download 10 times with exponential back-off (about 3.5 minutes without
+# network); three retries still ride out a brief outage.
+_TFDS_DOWNLOAD_RETRIES = 3
+
+
+def _download_failure(dataset_name, error):
+  """The one-line UserError for a TFDS download that failed (no network, server down, ...)."""
+  reason = ' '.join(f'{type(error).__name__}: {error}'.split())
+  if len(reason) > 500:
+    reason = reason[:500] + '...'
+  return UserError(
+      f'could not download the {dataset_name} data set with TFDS ({reason}); without network, '
+      'train from a folder of the four IDX files with --config.data_dir=DIR (' +
+      ', '.join(IDX_FILES.values()) + '), or on the KMNIST test images shipped in data/kmnist: '
+      '--config.data_dir=data/kmnist --config.split_test_images=2000')
+
+
 def load_tfds(dataset_name, tfds_data_dir=None):
-  """Loads a whole data set with TFDS (downloading it if needed) as uint8 numpy arrays.
+  """Loads a whole data set with TFDS (downloading and preparing it if needed) as numpy arrays.
 
   TensorFlow is imported here only, and hidden from every accelerator so that it never takes GPU or
   TPU memory from JAX.
 
   Returns:
     (train_images [N, 28, 28] uint8, train_labels [N], test_images [M, 28, 28] uint8, test_labels [M]).
+  Raises:
+    UserError: the data set is not prepared and downloading it failed.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
   tf.config.set_visible_devices([], 'TPU')
+  import requests  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
 
+  builder = tfds.builder(DATASETS[dataset_name], data_dir=tfds_data_dir)
+  if not builder.is_prepared():
+    downloader.MAX_RETRIES = _TFDS_DOWNLOAD_RETRIES
+    try:
+      builder.download_and_prepare()
+    except (requests.exceptions.RequestException, OSError) as e:
+      raise _download_failure(dataset_name, e) from None
   out = []
   for split in ('train', 'test'):
-    dataset = tfds.load(DATASETS[dataset_name], split=split, data_dir=tfds_data_dir).batch(10_000)
+    dataset = builder.as_dataset(split=split).batch(10_000)
     batches = list(tfds.as_numpy(dataset))
     out += [np.concatenate([b['image'][..., 0] for b in batches]),
             np.concatenate([b['label'] for b in batches])]
   return tuple(out)
 
 
-def train_validation_split(num_examples, validation_size, seed):
-  """Fixed-seed permutation of range(num_examples) -> (train_indices, validation_indices)."""
+def train_validation_split(num_examples, validation_size, seed, field='validation_size',
+                           what='training images'):
+  """Fixed-seed permutation of range(num_examples) -> (kept_indices, held_out_indices)."""
   if not 0 <= validation_size < num_examples:
-    raise UserError(f'config.validation_size={validation_size} must lie in [0, {num_examples}) '
-                    f'for {num_examples} training images')
+    raise UserError(f'--config.{field}={validation_size} must lie in [0, {num_examples}) '
+                    f'for {num_examples} {what}')
   perm = np.random.RandomState(seed).permutation(num_examples)
   return perm[validation_size:], perm[:validation_size]
 
@@ -147,16 +182,26 @@ def load_image_splits(config):
   """Loads `config.dataset` from `config.data_dir` (IDX files) or TFDS and splits it.
 
   Uses config fields: dataset, data_dir (None -> TFDS), tfds_data_dir, validation_size,
-  max_train_examples (0 = all), split_seed.
+  max_train_examples (0 = all), split_seed, split_test_images. With split_test_images = K > 0 only
+  the official test images are used: K of them (fixed seed) form the test split and the others
+  are divided into train and validation, so the training images need not exist (data/kmnist).
   """
-  if config.dataset not in DATASETS:
-    raise UserError(f'unknown dataset {config.dataset!r} (--config.dataset); '
-                    f'choose one of {sorted(DATASETS)}')
-  if config.data_dir:
-    arrays = load_idx_folder(config.data_dir)
+  if config.split_test_images:
+    if not config.data_dir:
+      raise UserError('--config.split_test_images needs --config.data_dir (a folder with '
+                      f'{IDX_FILES["test_images"]} and {IDX_FILES["test_labels"]})')
+    images, labels = _read_images_and_labels(_existing_folder(config.data_dir), 'test_images',
+                                             'test_labels')
+    pool, test = train_validation_split(len(images), config.split_test_images, config.split_seed,
+                                        'split_test_images', 'test images')
+    train_images, train_labels = images[pool], labels[pool]
+    test_images, test_labels = images[test], labels[test]
   else:
-    arrays = load_tfds(config.dataset, config.get('tfds_data_dir'))
-  train_images, train_labels, test_images, test_labels = arrays
+    if config.data_dir:
+      arrays = load_idx_folder(config.data_dir)
+    else:
+      arrays = load_tfds(config.dataset, config.get('tfds_data_dir'))
+    train_images, train_labels, test_images, test_labels = arrays
   train_idx, val_idx = train_validation_split(len(train_images), config.validation_size,
                                               config.split_seed)
   if config.max_train_examples:
