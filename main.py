@@ -7,6 +7,8 @@
   python main.py --config configs/theory.py --workdir runs/theory
 """
 import logging as std_logging
+import os
+import re
 import sys
 
 from absl import app
@@ -30,8 +32,18 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def run(config, workdir, mode, sweep, texts):
-  """Dispatches to the module that does the work."""
-  # Imported here so that `--help` and flag errors do not wait for JAX.
+  """Validates the config, locks the workdir if the mode writes there, then dispatches."""
+  # JAX is imported only after the checks, so bad values and a busy workdir are reported at once.
+  from hw2 import validation  # pylint: disable=g-import-not-at-top
+  from hw2 import workdir as workdirs  # pylint: disable=g-import-not-at-top
+  validation.validate(config)
+  if mode == 'translate' and config.task != 'theory' and not sweep:
+    return _dispatch(config, workdir, mode, sweep, texts)  # Reads the workdir only.
+  with workdirs.writer(workdir):
+    return _dispatch(config, workdir, mode, sweep, texts)
+
+
+def _dispatch(config, workdir, mode, sweep, texts):
   from hw2 import sweeps, theory, train, translate  # pylint: disable=g-import-not-at-top
   if config.task == 'theory':
     return theory.write_report(config, workdir)
@@ -50,17 +62,56 @@ def _hide_library_chatter():
       lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
 
 
+def _config_file(argv):
+  """The value of --config in argv (None if absent)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _flag_error_message(error, config_file, argv):
+  """One line for an exception raised while parsing flags or loading the config file."""
+  message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  if 'get_config' in message:
+    return f'config file {config_file} does not define get_config()'
+  if isinstance(error, (AttributeError, KeyError)):
+    key = re.search(r"""['"]?([\w.]+)""", message)
+    suggestion = re.search(r'Did you mean "([\w.]+)"', message)
+    if not key:
+      return f'unknown config key ({" ".join(message.split())})'
+    name = key.group(1)
+    for arg in argv:  # Name it as typed: --config.decode.beam rather than beam.
+      flag = arg[len('--config.'):].split('=', 1)[0] if arg.startswith('--config.') else ''
+      if flag.split('.')[-1] == name or flag.startswith(name + '.'):
+        name = flag
+        break
+    line = f'unknown config key {name!r}'
+    return line + (f' (did you mean {suggestion.group(1)!r}?)' if suggestion else '')
+  return ' '.join(message.split())
+
+
 def parse_flags(argv):
-  """absl flag parsing, with a mistyped or unknown --config.key reported in one line."""
+  """absl flag parsing, with every mistake (a missing config file, a config without get_config,
+  an unknown or mistyped --config.key, a value of the wrong type) reported in one line."""
+  config_file = _config_file(argv[1:])
+  if config_file is not None and not os.path.isfile(config_file):
+    what = 'is a folder' if os.path.isdir(config_file) else 'does not exist'
+    _exit_with_error(f'bad command line: config file {config_file} {what} (--config)')
   try:
-    return FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    message = str(e)
-    if isinstance(e, (AttributeError, KeyError)):
-      key = message.strip('"\'')
-      message = f'unknown config key {key!r} in {" ".join(a for a in argv if key in a)}'
-    print(f'error: bad command line: {message}', file=sys.stderr)
-    sys.exit(1)
+    rest = FLAGS(argv)
+    if config_file is not None:
+      FLAGS.config  # pylint: disable=pointless-statement  # Loads the file: surface its errors here.
+    return rest
+  except Exception as e:  # pylint: disable=broad-except  # A user's config file may raise anything.
+    _exit_with_error(f'bad command line: {_flag_error_message(e, config_file, argv)}')
+
+
+def _exit_with_error(message):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
 
 
 def main(argv):
@@ -70,8 +121,7 @@ def main(argv):
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.sweep, FLAGS.text)
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+    _exit_with_error(str(e))
 
 
 if __name__ == '__main__':

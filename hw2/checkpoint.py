@@ -39,9 +39,13 @@ class Checkpoints:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     kinds = KINDS if is_best else KINDS[:1]
     for kind in kinds:
-      self._managers[kind].save(epoch, args=args, force=True)
-    for kind in kinds:
-      self._managers[kind].wait_until_finished()
+      try:
+        self._managers[kind].save(epoch, args=args, force=True)
+        self._managers[kind].wait_until_finished()
+      except OSError as e:  # A full disk, a lost mount, ...: the previous checkpoint stays.
+        raise UserError(f'could not write the {kind} checkpoint of epoch {epoch} in '
+                        f'{os.path.join(self.directory, kind)}: {e.strerror or e}; the previous '
+                        'checkpoint is kept, and a rerun resumes from it') from None
 
   def restore(self, abstract_state, kind='latest'):
     """Restores the `kind` checkpoint into the structure of `abstract_state`.

@@ -1,11 +1,13 @@
 """What a run writes down in its workdir: metrics.jsonl, results.json, config.json.
 
-Files are replaced atomically (write to a temporary file, then rename), so an interrupted run never
-leaves a half-written results file.
+Files are replaced atomically (write to a temporary file, then rename), so an interrupted run or
+a failed write (a full disk) never leaves a half-written file: the previous version stays.
 """
 import json
 import os
 import tempfile
+
+from hw2.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
@@ -13,13 +15,24 @@ CONFIG_FILE = 'config.json'
 
 
 def write_atomic(path, text):
-  """Replaces the file at `path` with `text` in one rename."""
+  """Replaces the file at `path` with `text` in one rename.
+
+  Raises:
+    UserError: the write failed (no space, no permission, ...); `path` is left as it was.
+  """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_')
-  with os.fdopen(fd, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  tmp = None
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_')
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    if tmp and os.path.exists(tmp):
+      os.remove(tmp)
+    raise UserError(f'could not write {path}: {e.strerror or e}; the previous version is kept, '
+                    'and a rerun resumes from the last complete epoch') from None
 
 
 def write_json(path, obj):
@@ -41,12 +54,10 @@ def read_metrics(workdir):
 
 
 def write_metrics(workdir, records):
-  """Replaces metrics.jsonl with `records` (used to drop epochs past a resumed checkpoint)."""
+  """Replaces metrics.jsonl with `records`, one JSON object (epoch) a line.
+
+  The loop rewrites the whole (small) file each epoch rather than appending, so a failed write
+  never leaves a partial line.
+  """
   write_atomic(os.path.join(workdir, METRICS_FILE),
                ''.join(json.dumps(r, sort_keys=True) + '\n' for r in records))
-
-
-def append_metrics(workdir, record):
-  """Appends one JSON object (one epoch) to metrics.jsonl."""
-  with open(os.path.join(workdir, METRICS_FILE), 'a', encoding='utf-8') as f:
-    f.write(json.dumps(record, sort_keys=True) + '\n')

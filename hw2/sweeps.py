@@ -8,6 +8,8 @@ import os
 
 from hw2 import records
 from hw2 import train
+from hw2 import validation
+from hw2 import workdir as workdirs
 from hw2.errors import UserError
 
 _TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no')
@@ -69,12 +71,24 @@ def summary_table(key, rows, metric, mode):
 
 
 def run_sweep(config, workdir, spec):
-  """Trains once per value of the swept key; returns the summary rows."""
+  """Trains once per value of the swept key; returns the summary rows.
+
+  Every member's config is validated before the first trains; the sweep's workdir is locked
+  throughout, and each member's workdir while it trains.
+  """
   key, values = parse_sweep(spec, config)
-  rows, best = [], None
+  members = []
   for raw, value in values:
     run_config = config.copy_and_resolve_references()
     run_config.update_from_flattened_dict({key: value})
+    members.append((raw, validation.validate(run_config)))
+  with workdirs.writer(workdir):
+    return _run_members(key, members, workdir)
+
+
+def _run_members(key, members, workdir):
+  rows, best = [], None
+  for raw, run_config in members:
     run_dir = os.path.join(workdir, f'{key}={raw}')
     results = train.train_and_evaluate(run_config, run_dir)
     metric, mode = results['selection_metric'], results['selection_mode']

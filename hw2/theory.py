@@ -18,6 +18,8 @@ import numpy as np
 
 from hw2 import plots
 from hw2 import records
+from hw2 import validation
+from hw2 import workdir as workdirs
 from hw2.models import count_params
 
 
@@ -215,13 +217,14 @@ def format_table(rows):
 
 def write_report(config, workdir):
   """Prints the checks, writes WORKDIR/theory.json and WORKDIR/conv_matrix_sparsity.png."""
-  os.makedirs(workdir, exist_ok=True)
+  validation.validate(config)
   checks = run_checks(config)
   for title, rows in checks.items():
     print(f'\n{title}\n{format_table(rows)}')
-  records.write_json(os.path.join(workdir, 'theory.json'), checks)
   h, w, m, n = config.sparsity_case
   a = conv_matrix(jnp.ones((m, n)), (h, w))
-  plots.plot_sparsity(a, os.path.join(workdir, 'conv_matrix_sparsity.png'),
-                      f'A for a {m}x{n} filter on a {h}x{w} input ({a.shape[0]}x{a.shape[1]})')
+  with workdirs.writer(workdir):
+    records.write_json(os.path.join(workdir, 'theory.json'), checks)
+    plots.plot_sparsity(a, os.path.join(workdir, 'conv_matrix_sparsity.png'),
+                        f'A for a {m}x{n} filter on a {h}x{w} input ({a.shape[0]}x{a.shape[1]})')
   return checks

@@ -16,29 +16,22 @@ from absl import logging
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from hw2 import plots
 from hw2 import records
 from hw2 import tasks
+from hw2 import validation
+from hw2 import workdir as workdirs
 from hw2.checkpoint import Checkpoints
 from hw2.errors import UserError
 
-# Config fields that may differ between the run that wrote a workdir and one that resumes or
-# evaluates it; any other difference means a different experiment.
-RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call')
+OPTIMIZERS = {'adam': optax.adam, 'sgd': optax.sgd}  # config.optimizer (hw2/validation.py)
 
 
 def make_optimizer(config):
-  """optax optimizer named by config.optimizer ('adam' or 'sgd') at config.learning_rate."""
-  optimizers = {'adam': optax.adam, 'sgd': optax.sgd}
-  if config.optimizer not in optimizers:
-    raise UserError(f'unknown optimizer {config.optimizer!r} (--config.optimizer); '
-                    f'choose one of {sorted(optimizers)}')
-  if not config.learning_rate > 0:
-    raise UserError(f'--config.learning_rate must be positive, got {config.learning_rate}')
-  return optimizers[config.optimizer](config.learning_rate)
+  """optax optimizer named by config.optimizer at config.learning_rate."""
+  return OPTIMIZERS[config.optimizer](config.learning_rate)
 
 
 def create_train_state(task, config, rng):
@@ -71,42 +64,6 @@ def make_multi_step(loss_fn):
 
 def _is_better(value, best, mode):
   return best is None or (value > best if mode == 'max' else value < best)
-
-
-def _config_differences(saved, current):
-  """Dotted names of fields (outside RUNTIME_FIELDS) whose values differ between two configs."""
-  saved, current = saved.to_dict(), current.to_dict()
-  return sorted(k for k in set(saved) | set(current)
-                if k not in RUNTIME_FIELDS and saved.get(k) != current.get(k))
-
-
-def load_saved_config(workdir):
-  """The config a workdir was trained with (its config.json)."""
-  path = os.path.join(workdir, records.CONFIG_FILE)
-  if not os.path.exists(path):
-    raise UserError(f'no trained run in --workdir={workdir} ({path} is missing): train first')
-  return ml_collections.ConfigDict(records.read_json(path))
-
-
-def config_for_evaluation(workdir, config):
-  """The workdir's training config with the runtime fields (decoding, eval batch) of `config`."""
-  saved = load_saved_config(workdir)
-  for field in RUNTIME_FIELDS:
-    if field in config:
-      saved[field] = config[field]
-  return saved
-
-
-def _check_same_experiment(workdir, config):
-  path = os.path.join(workdir, records.CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  saved = ml_collections.ConfigDict(records.read_json(path))
-  differences = _config_differences(saved, config)
-  if differences:
-    name = differences[0]
-    raise UserError(f'--workdir={workdir} holds a run with {name}={saved.get(name)!r} but this '
-                    f'config has {name}={config.get(name)!r}; use another --workdir to change it')
 
 
 def epoch_batch_indices(rng, epoch, num_examples, batch_size):
@@ -142,11 +99,18 @@ def _train_epoch(multi_step, state, data, batch_indices, rng, steps_per_call, ep
 def train_and_evaluate(config, workdir):
   """Trains `config` into `workdir` (resuming from its latest checkpoint), then tests the best.
 
+  Validates the config first and holds the workdir's lock throughout.
+
   Returns:
     the results dict also written to WORKDIR/results.json.
   """
-  os.makedirs(workdir, exist_ok=True)
-  _check_same_experiment(workdir, config)
+  validation.validate(config)
+  with workdirs.writer(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir):
+  workdirs.check_same_experiment(workdir, config)
   task = tasks.build(config, workdir, 'train')
   data = jax.device_put(task.train_arrays())
   num_examples = len(next(iter(data.values())))
@@ -186,8 +150,8 @@ def train_and_evaluate(config, workdir):
     is_best = _is_better(evaluation[metric], best_value, mode)
     if is_best:
       best_value = evaluation[metric]
-    records.append_metrics(workdir, record)
     history.append(record)
+    records.write_metrics(workdir, history)  # Before the checkpoint: a resume drops extra lines.
     checkpoints.save(epoch, state, {'epoch': epoch, 'best_value': best_value, 'record': record},
                      is_best)
     logging.info('epoch %d  train_loss %.4f  val_%s %.4f%s  (%.1f s, %.0f examples/s)', epoch,
@@ -234,7 +198,12 @@ def restore_best_params(task, config, workdir):
 
 def evaluate(config, workdir):
   """--mode eval: test metrics of the best checkpoint, written to WORKDIR/eval_results.json."""
-  config = config_for_evaluation(workdir, config)
+  config = validation.validate(workdirs.config_for_evaluation(workdir, config))
+  with workdirs.writer(workdir):
+    return _evaluate(config, workdir)
+
+
+def _evaluate(config, workdir):
   task = tasks.build(config, workdir, 'eval')
   params, meta = restore_best_params(task, config, workdir)
   results = {'best_epoch': meta['epoch'],

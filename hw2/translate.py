@@ -3,6 +3,8 @@ import sys
 
 from hw2 import tasks
 from hw2 import train
+from hw2 import validation
+from hw2 import workdir as workdirs
 from hw2.errors import UserError
 
 
@@ -11,7 +13,7 @@ def translate_cli(config, workdir, texts):
 
   Inputs are the --text flags, or else the non-empty lines of standard input.
   """
-  config = train.config_for_evaluation(workdir, config)
+  config = validation.validate(workdirs.config_for_evaluation(workdir, config))
   if config.task != 'translation':
     raise UserError(f'--mode translate needs a translation run; {workdir} holds a {config.task} run')
   task = tasks.build(config, workdir, 'translate')
@@ -20,7 +22,7 @@ def translate_cli(config, workdir, texts):
   if not texts:
     raise UserError('nothing to translate: give --text "..." or sentences on standard input')
   params, _ = train.restore_best_params(task, config, workdir)
-  n_best = max(1, config.decode.n_best)
+  n_best = config.decode.n_best
   sources = [task.normalize(t) for t in texts]
   for source, hypotheses in zip(sources, task.translate(params, sources)):
     if n_best == 1:

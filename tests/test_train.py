@@ -51,7 +51,8 @@ def test_interrupted_run_resumes_at_the_saved_epoch(cnn_config, tmp_path):
   cnn_config.num_epochs = 1
   train.train_and_evaluate(cnn_config, interrupted)
   # Simulate a crash after epoch 2's record was written but before its checkpoint.
-  records.append_metrics(interrupted, {'epoch': 2, 'train_loss': 123.0, 'val_accuracy': 0.0})
+  records.write_metrics(interrupted, records.read_metrics(interrupted) + [
+      {'epoch': 2, 'train_loss': 123.0, 'val_accuracy': 0.0}])
   cnn_config.num_epochs = 3
   train.train_and_evaluate(cnn_config, interrupted)
 
@@ -140,4 +141,5 @@ def test_sweep_parses_each_type(cnn_config):
 def test_unknown_task(cnn_config, tmp_path):
   cnn_config.task = 'regression'
   with pytest.raises(UserError, match="unknown task 'regression'"):
-    tasks.build(cnn_config, str(tmp_path), 'train')
+    train.train_and_evaluate(cnn_config, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()

@@ -9,6 +9,7 @@ from configs import seq2seq
 from hw2 import records
 from hw2 import train
 from hw2 import translate
+from hw2 import workdir as workdirs
 from hw2.errors import UserError
 from hw2.tasks.translation import Translation
 from test_cli import assert_one_error_line, run_main
@@ -70,7 +71,7 @@ def test_restored_checkpoint_gives_identical_translations(reverse_run):
   config, workdir, results = reverse_run
   lines = open(os.path.join(workdir, 'test_translations.tsv'), encoding='utf-8').read().splitlines()
   sources, predictions = zip(*[(l.split('\t')[0], l.split('\t')[2]) for l in lines[1:]])
-  task = Translation(train.config_for_evaluation(workdir, config), workdir, 'eval')
+  task = Translation(workdirs.config_for_evaluation(workdir, config), workdir, 'eval')
   params, meta = train.restore_best_params(task, task.config, workdir)
   assert meta['epoch'] == results['best_epoch']
   assert [h[0][0] for h in task.translate(params, list(sources))] == list(predictions)
@@ -79,7 +80,7 @@ def test_restored_checkpoint_gives_identical_translations(reverse_run):
 
 def test_batched_greedy_decoding_equals_one_sentence_at_a_time(reverse_run):
   config, workdir, _ = reverse_run
-  task = Translation(train.config_for_evaluation(workdir, config), workdir, 'translate')
+  task = Translation(workdirs.config_for_evaluation(workdir, config), workdir, 'translate')
   params, _ = train.restore_best_params(task, task.config, workdir)
   sources = ['ab', 'gfedcb', 'cab', 'a', 'ggggg', 'bcdefga']  # Different lengths share padding.
   together = task.translate(params, sources)
@@ -89,7 +90,7 @@ def test_batched_greedy_decoding_equals_one_sentence_at_a_time(reverse_run):
 
 def test_attention_weights_follow_the_reversal(reverse_run):
   config, workdir, _ = reverse_run
-  task = Translation(train.config_for_evaluation(workdir, config), workdir, 'translate')
+  task = Translation(workdirs.config_for_evaluation(workdir, config), workdir, 'translate')
   params, _ = train.restore_best_params(task, task.config, workdir)
   weights = task.attention_weights(params, 'abcdef', 'fedcba')
   assert weights.shape == (7, 6)

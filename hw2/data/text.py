@@ -38,13 +38,6 @@ def normalize_none(text):
 NORMALIZERS = {'homework': normalize_homework, 'none': normalize_none}
 
 
-def get_normalizer(name):
-  if name not in NORMALIZERS:
-    raise UserError(f'unknown normalize={name!r} (--config.normalize); choose one of '
-                    f'{sorted(NORMALIZERS)}')
-  return NORMALIZERS[name]
-
-
 def read_pairs(path, source_column, target_column, normalize):
   """Reads (source, target) string pairs from a tab-separated file.
 
@@ -55,26 +48,36 @@ def read_pairs(path, source_column, target_column, normalize):
   Returns:
     list of (source, target) after normalisation.
   Raises:
-    UserError: missing file, a line with too few tab-separated columns, or no pairs at all.
+    UserError: missing or unreadable file, text that is not UTF-8, a line with too few
+      tab-separated columns, or no pairs at all.
   """
   if not os.path.isfile(path):
-    raise UserError(f'data file not found: {path}')
+    what = 'is a folder, not a file' if os.path.isdir(path) else 'not found'
+    raise UserError(f'data file {what}: {path}')
+  try:
+    with open(path, 'rb') as f:
+      raw_lines = f.read().splitlines()
+  except OSError as e:
+    raise UserError(f'cannot read data file {path}: {e.strerror}') from None
   pairs = []
   needed = max(source_column, target_column) + 1
-  with open(path, encoding='utf-8') as f:
-    for line_number, line in enumerate(f, 1):
-      line = line.rstrip('\r\n')
-      if not line.strip():
-        continue
-      columns = line.split('\t')
-      if len(columns) < needed:
-        problem = 'has no tab' if len(columns) == 1 else f'has {len(columns)} columns'
-        raise UserError(f'{path}:{line_number}: line {problem}; expected at least {needed} '
-                        f'tab-separated columns (source column {source_column}, target column '
-                        f'{target_column})')
-      pairs.append((normalize(columns[source_column]), normalize(columns[target_column])))
+  for line_number, raw in enumerate(raw_lines, 1):
+    try:
+      line = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+      raise UserError(f'{path}:{line_number}: not UTF-8 text (byte 0x{raw[e.start]:02x} at '
+                      f'column {e.start + 1}); convert the file to UTF-8, e.g. with iconv') from None
+    if not line.strip():
+      continue
+    columns = line.split('\t')
+    if len(columns) < needed:
+      problem = 'has no tab' if len(columns) == 1 else f'has {len(columns)} columns'
+      raise UserError(f'{path}:{line_number}: line {problem}; expected at least {needed} '
+                      f'tab-separated columns (source column {source_column}, target column '
+                      f'{target_column})')
+    pairs.append((normalize(columns[source_column]), normalize(columns[target_column])))
   if not pairs:
-    raise UserError(f'{path} holds no sentence pairs')
+    raise UserError(f'{path} holds no sentence pairs (the file is empty or blank)')
   return pairs
 
 

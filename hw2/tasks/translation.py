@@ -67,10 +67,7 @@ class Translation(base.Task):
 
   def __init__(self, config, workdir, mode):
     super().__init__(config, workdir, mode)
-    if config.decode.beam_size < 1 or config.decode.length_penalty < 0:
-      raise UserError('--config.decode.beam_size must be >= 1 and --config.decode.length_penalty '
-                      f'>= 0, got {config.decode.beam_size} and {config.decode.length_penalty}')
-    self.normalize = text.get_normalizer(config.normalize)
+    self.normalize = text.NORMALIZERS[config.normalize]
     self.splits = {}
     if mode == 'train':
       self.splits['train'] = self._read_split('train_file', keep_long=False)

@@ -1,0 +1,125 @@
+"""Every config value checked in one place, before any file is written or anything compiled.
+
+`validate(config)` applies the rules below to the fields a config has (each task's config has its
+own subset) and raises one UserError naming the flag, the value and what is allowed. Checks that
+need the data (a batch larger than the training set, a validation split larger than the images)
+are made where the data is read, still before anything is written.
+"""
+import math
+import numbers
+
+from hw2.data import images
+from hw2.data import text
+from hw2.errors import UserError
+from hw2.tasks import TASKS
+
+INT32_MAX = 2**31 - 1  # Sizes and counts index int32 arrays on the device.
+SEED_MAX = 2**32 - 1  # jax.random.key and numpy's RandomState take 32-bit seeds.
+
+# Names that a field may take, from the registries that use them.
+CHOICES = {
+    'task': (*TASKS, 'theory'),
+    'optimizer': ('adam', 'sgd'),  # hw2/train.py OPTIMIZERS
+    'dataset': tuple(images.DATASETS),
+    'normalize': tuple(text.NORMALIZERS),
+}
+
+
+def _integer(low, high=INT32_MAX):
+  def check(value):
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return None if integer and low <= value <= high else f'an integer in [{low}, {high}]'
+  return check
+
+
+def _real(low, low_open=False, high=None):
+  """A finite number in [low, high) ((low, high) with low_open; no upper bound if high is None)."""
+  interval = f'{"(" if low_open else "["}{low:g}, {"inf" if high is None else f"{high:g}"})'
+
+  def check(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+      return f'a finite number in {interval}'
+    above = value > low if low_open else value >= low
+    return None if above and (high is None or value < high) else f'a number in {interval}'
+  return check
+
+
+def _even(low, high):
+  base = _integer(low, high)
+
+  def check(value):
+    problem = base(value)
+    if problem is None and value % 2:
+      return f'an even integer in [{low}, {high}] (the BiLSTM encoder gives each direction half)'
+    return problem
+  return check
+
+
+# Upper bounds on what allocates device memory: past them a run would fail for lack of memory
+# long after it started, instead of at once with a message.
+MAX_BATCH = 1 << 20
+MAX_HIDDEN = 1 << 14
+MAX_DECODE_LENGTH = 1 << 12
+
+# Dotted field -> check(value) returning None or what the value should be.
+RULES = {
+    'batch_size': _integer(1, MAX_BATCH),
+    'eval_batch_size': _integer(1, MAX_BATCH),
+    'num_epochs': _integer(1),
+    'steps_per_call': _integer(0),
+    'learning_rate': _real(0, low_open=True),
+    'dropout_rate': _real(0, high=1),
+    'max_train_examples': _integer(0),
+    'validation_size': _integer(0),
+    'split_test_images': _integer(0),
+    'seed': _integer(0, SEED_MAX),
+    'split_seed': _integer(0, SEED_MAX),
+    'hidden_size': _even(2, MAX_HIDDEN),
+    'max_length': _integer(1, MAX_DECODE_LENGTH),
+    'source_column': _integer(0, 1000),
+    'target_column': _integer(0, 1000),
+    'num_attention_plots': _integer(0, 100),
+    'decode.beam_size': _integer(1, 1024),
+    'decode.length_penalty': _real(0),
+    'decode.max_length': _integer(1, MAX_DECODE_LENGTH),
+    'decode.max_source_length': _integer(1, MAX_DECODE_LENGTH),
+    'decode.n_best': _integer(1, 1024),
+    'num_classes': _integer(1, 1000),
+}
+
+
+def _get(config, dotted):
+  node = config
+  for name in dotted.split('.'):
+    if not hasattr(node, 'keys') or name not in node:
+      return False, None
+    node = node[name]
+  return True, node
+
+
+def validate(config):
+  """Raises UserError for the first field of `config` that breaks a rule; returns `config`."""
+  for field, allowed in CHOICES.items():
+    present, value = _get(config, field)
+    if present and value not in allowed:
+      raise UserError(f'unknown {field} {value!r} (--config.{field}); choose one of '
+                      f'{list(allowed)}')
+  for field, check in RULES.items():
+    present, value = _get(config, field)
+    if present:
+      problem = check(value)
+      if problem:
+        raise UserError(f'--config.{field}={value!r} is out of range: it must be {problem}')
+  _check_relations(config)
+  return config
+
+
+def _check_relations(config):
+  """Rules between fields."""
+  if 'source_column' in config and config.source_column == config.target_column:
+    raise UserError(f'--config.source_column and --config.target_column are both '
+                    f'{config.source_column}: source and target must be different columns')
+  if 'decode' in config and config.decode.n_best > config.decode.beam_size:
+    raise UserError(f'--config.decode.n_best={config.decode.n_best} exceeds '
+                    f'--config.decode.beam_size={config.decode.beam_size}: beam search keeps '
+                    'beam_size hypotheses')

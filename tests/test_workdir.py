@@ -1,0 +1,150 @@
+"""A workdir has one writer (an OS lock, freed when its process dies), and a failed write (a full
+disk) loses nothing: a rerun resumes and reproduces an uninterrupted run."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import ROOT
+from hw2 import records
+from hw2 import train
+from hw2 import workdir as workdirs
+from hw2.errors import UserError
+
+
+def cli_args(config, workdir):
+  """main.py arguments that reproduce the cnn_config fixture's run."""
+  return [sys.executable, os.path.join(ROOT, 'main.py'), '--config', 'configs/cnn.py',
+          '--workdir', str(workdir), f'--config.data_dir={config.data_dir}',
+          f'--config.validation_size={config.validation_size}',
+          f'--config.batch_size={config.batch_size}', f'--config.num_epochs={config.num_epochs}',
+          f'--config.steps_per_call={config.steps_per_call}',
+          f'--config.eval_batch_size={config.eval_batch_size}',
+          f'--config.learning_rate={config.learning_rate}']
+
+
+def assert_same_run(workdir, reference):
+  got, want = records.read_metrics(str(workdir)), records.read_metrics(str(reference))
+  assert [r['epoch'] for r in got] == [r['epoch'] for r in want]
+  for a, b in zip(got, want):
+    assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-5)
+    assert a['val_accuracy'] == b['val_accuracy']
+  got, want = (records.read_json(os.path.join(d, 'results.json')) for d in (workdir, reference))
+  assert got['test_accuracy'] == want['test_accuracy']
+  assert got['best_epoch'] == want['best_epoch']
+
+
+@pytest.fixture
+def reference_run(cnn_config, tmp_path):
+  """The cnn_config run (2 epochs) trained alone."""
+  workdir = str(tmp_path / 'alone')
+  train.train_and_evaluate(cnn_config, workdir)
+  return workdir
+
+
+def test_two_writers_started_together_one_trains_the_other_exits(cnn_config, tmp_path,
+                                                                 reference_run):
+  workdir = tmp_path / 'shared_workdir'
+  starts, processes = [], []
+  for _ in range(2):
+    starts.append(time.monotonic())
+    processes.append(subprocess.Popen(cli_args(cnn_config, workdir), cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  ends = [None, None]
+  while any(e is None for e in ends):
+    for i, p in enumerate(processes):
+      if ends[i] is None and p.poll() is not None:
+        ends[i] = time.monotonic()
+    time.sleep(0.05)
+  outputs = [p.communicate(timeout=300) for p in processes]
+  codes = [p.returncode for p in processes]
+  assert sorted(codes) == [0, 1], outputs
+  loser = codes.index(1)
+  errors = [l for l in outputs[loser][1].splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and 'Traceback' not in outputs[loser][1]
+  assert f'--workdir={workdir} is in use by another run (pid {processes[1 - loser].pid}' in errors[0]
+  assert ends[loser] - starts[loser] < 5.0
+  assert_same_run(workdir, reference_run)
+
+
+def test_kill_9_frees_the_lock_and_the_rerun_resumes(cnn_config, tmp_path, reference_run):
+  workdir = tmp_path / 'killed'
+  cnn_config.num_epochs = 2
+  holder = subprocess.Popen(cli_args(cnn_config, workdir), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 240
+  while not records.read_metrics(str(workdir)) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  holder.send_signal(signal.SIGKILL)
+  holder.wait(timeout=30)
+  assert os.path.exists(workdir / workdirs.LOCK_FILE)  # Left behind, but no longer locked.
+  rerun = subprocess.run(cli_args(cnn_config, workdir), cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert_same_run(workdir, reference_run)
+
+
+def test_lock_is_refused_in_process_while_held_elsewhere(tmp_path):
+  workdir = str(tmp_path / 'w')
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time; sys.path.insert(0, sys.argv[1]);'
+       'from hw2 import workdir as w\nwith w.writer(sys.argv[2]):\n print("held", flush=True);'
+       ' time.sleep(60)', ROOT, workdir], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(UserError, match=rf'in use by another run \(pid {holder.pid} on '):
+      with workdirs.writer(workdir):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+  with workdirs.writer(workdir):  # Free again once the holder is gone.
+    with workdirs.writer(workdir):  # Re-entrant within one process.
+      pass
+
+
+def _no_space(*args):
+  raise OSError(errno.ENOSPC, 'No space left on device')
+
+
+def test_full_disk_while_writing_metrics(cnn_config, tmp_path, reference_run, monkeypatch):
+  workdir = str(tmp_path / 'full')
+  real_replace = os.replace
+
+  def replace(src, dst):
+    if str(dst).endswith(records.METRICS_FILE) and len(records.read_metrics(workdir)) == 1:
+      _no_space()  # The write of epoch 2's line fails.
+    real_replace(src, dst)
+
+  monkeypatch.setattr(os, 'replace', replace)
+  with pytest.raises(UserError, match=f'could not write {workdir}/metrics.jsonl: No space left'):
+    train.train_and_evaluate(cnn_config, workdir)
+  monkeypatch.undo()
+  assert [r['epoch'] for r in records.read_metrics(workdir)] == [1]
+  assert not [f for f in os.listdir(workdir) if f.startswith('.tmp_')]
+  train.train_and_evaluate(cnn_config, workdir)  # Space is back: resumes from epoch 1.
+  assert_same_run(workdir, reference_run)
+
+
+def test_full_disk_while_saving_a_checkpoint(cnn_config, tmp_path, reference_run, monkeypatch):
+  workdir = str(tmp_path / 'full')
+  real_save = ocp.CheckpointManager.save
+
+  def save(self, step, *args, **kwargs):
+    if step == 2:
+      _no_space()
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
+  with pytest.raises(UserError, match='could not write the latest checkpoint of epoch 2 .*'
+                                      'No space left on device'):
+    train.train_and_evaluate(cnn_config, workdir)
+  monkeypatch.undo()
+  assert [r['epoch'] for r in records.read_metrics(workdir)] == [1, 2]  # Valid, one line extra.
+  train.train_and_evaluate(cnn_config, workdir)
+  assert_same_run(workdir, reference_run)
