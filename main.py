@@ -5,6 +5,7 @@
   python main.py --config configs/cnn.py --workdir runs/lr --sweep learning_rate=1e-5,5e-4,1e-2
   python main.py --config configs/seq2seq.py --workdir runs/s2s --mode translate --text "hola ."
   python main.py --config configs/theory.py --workdir runs/theory
+  python main.py ... --coordinator_address=HOST:PORT --num_processes=N --process_id=I  (each host)
 """
 import logging as std_logging
 import os
@@ -28,15 +29,27 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'translate'],
 flags.DEFINE_string('sweep', None, 'KEY=V1,V2,...: train once per value, each in WORKDIR/KEY=V.')
 flags.DEFINE_multi_string('text', None, 'Sentence to translate in --mode translate (repeatable); '
                           'without it, one sentence per line is read from standard input.')
+flags.DEFINE_string('coordinator_address', None, 'Several processes: HOST:PORT of process 0, '
+                    'passed to jax.distributed.initialize with --num_processes, --process_id.')
+flags.DEFINE_integer('num_processes', None, 'Several processes: how many take part.')
+flags.DEFINE_integer('process_id', None, 'Several processes: this one, in [0, --num_processes).')
+flags.DEFINE_bool('distributed', False, 'Let jax.distributed.initialize detect the cluster '
+                  '(TPU pod slice, SLURM, ...).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def run(config, workdir, mode, sweep, texts):
-  """Validates the config, locks the workdir if the mode writes there, then dispatches."""
-  # JAX is imported only after the checks, so bad values and a busy workdir are reported at once.
+def run(config, workdir, mode, sweep, texts, cluster=None):
+  """Validates the config, joins the other processes (if any), locks the workdir if the mode
+  writes there (process 0), then dispatches."""
+  # The model code is imported only after the checks, so bad values and a busy workdir are
+  # reported at once.
+  from hw2 import parallel  # pylint: disable=g-import-not-at-top
   from hw2 import validation  # pylint: disable=g-import-not-at-top
   from hw2 import workdir as workdirs  # pylint: disable=g-import-not-at-top
   validation.validate(config)
+  parallel.initialize(**(cluster or {}))
+  if not parallel.is_writer():
+    logging.set_verbosity(logging.WARNING)  # Process 0 logs the run's progress.
   if mode == 'translate' and config.task != 'theory' and not sweep:
     return _dispatch(config, workdir, mode, sweep, texts)  # Reads the workdir only.
   with workdirs.writer(workdir):
@@ -119,7 +132,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
-    run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.sweep, FLAGS.text)
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.sweep, FLAGS.text,
+        cluster={'coordinator_address': FLAGS.coordinator_address,
+                 'num_processes': FLAGS.num_processes, 'process_id': FLAGS.process_id,
+                 'detect': FLAGS.distributed})
   except UserError as e:
     _exit_with_error(str(e))
 

@@ -33,6 +33,57 @@ def timed(fn, *args, repeats=3):
   return best
 
 
+def cnn_task(data_dir, batch_size, examples):
+  """(config, task) of the homework CNN training on the first `examples` images of `data_dir`
+  (its training images, or its test images where it has none, as data/kmnist)."""
+  from configs import cnn  # pylint: disable=g-import-not-at-top
+  from hw2 import tasks  # pylint: disable=g-import-not-at-top
+  from hw2.data import images  # pylint: disable=g-import-not-at-top
+  config = cnn.get_config()
+  config.data_dir, config.validation_size = data_dir, 0
+  if not os.path.exists(os.path.join(data_dir, images.IDX_FILES['train_images'])):
+    config.split_test_images = 1  # Train on the test images (all but one).
+  config.batch_size, config.max_train_examples = batch_size, examples
+  return config, tasks.build(config, '/tmp/hw2_benchmark_cnn', 'train')
+
+
+def s2s_task(data_dir, beam_size=1, use_attention=True):
+  """(config, task) of the homework translation model on `data_dir`."""
+  from configs import seq2seq  # pylint: disable=g-import-not-at-top
+  from hw2 import tasks  # pylint: disable=g-import-not-at-top
+  config = seq2seq.get_config()
+  config.data_dir, config.use_attention = data_dir, use_attention
+  config.decode.beam_size = beam_size
+  return config, tasks.build(config, '/tmp/hw2_benchmark_s2s', 'train')
+
+
+def training_rate(config, task, repeats=3):
+  """Training examples/s of the jitted multi-step that hw2/train.py runs, over the task's whole
+  training set on this process's device mesh (best of `repeats` epochs after one that compiles).
+
+  Returns:
+    (examples/s, the train state after the last epoch).
+  """
+  from hw2 import parallel  # pylint: disable=g-import-not-at-top
+  from hw2 import train  # pylint: disable=g-import-not-at-top
+  arrays = task.train_arrays()
+  n = len(next(iter(arrays.values())))
+  data = parallel.put_replicated(arrays)
+  rng = parallel.put_replicated(jax.random.key(1))
+  multi_step = train.make_multi_step(task.loss)
+  holder = {'state': train.init_train_state(task, config, jax.random.key(0)), 'epoch': 0}
+
+  def run_epoch():
+    holder['epoch'] += 1
+    indices = train.epoch_batch_indices(jax.random.key(2), holder['epoch'], n, config.batch_size)
+    holder['state'], metrics = multi_step(holder['state'], data,
+                                          parallel.put_batch(indices, axis=1), rng)
+    return metrics['loss']
+
+  seconds = timed(run_epoch, repeats=repeats)
+  return n // config.batch_size * config.batch_size / seconds, holder['state']
+
+
 def torch_baseline(*args):
   """Runs benchmarks/torch_baseline.py with args; returns its JSON lines (one per epoch)."""
   try:

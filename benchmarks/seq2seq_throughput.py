@@ -10,45 +10,21 @@ each, as its homework code does. Prints JSON lines with both sides and the ratio
 """
 import argparse
 
-import jax
-
-from common import SPA_ENG_DIR, emit, timed, torch_baseline
-from configs import seq2seq
-from hw2 import tasks
-from hw2 import train
-
-
-def build_task(data_dir, beam_size=1):
-  config = seq2seq.get_config()
-  config.data_dir, config.use_attention = data_dir, True
-  config.decode.beam_size = beam_size
-  return config, tasks.build(config, '/tmp/hw2_benchmark_s2s', 'train')
+from common import SPA_ENG_DIR, emit, s2s_task, timed, torch_baseline, training_rate
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--data', default=SPA_ENG_DIR)
   args = parser.parse_args()
-  config, task = build_task(args.data)
-  data = jax.device_put(task.train_arrays())
-  n = len(data['source'])
-  steps = n // config.batch_size
-  holder = {'state': train.create_train_state(task, config, jax.random.key(0)), 'epoch': 0}
-  multi_step = train.make_multi_step(task.loss)
-
-  def run_epoch():
-    holder['epoch'] += 1
-    indices = train.epoch_batch_indices(jax.random.key(1), holder['epoch'], n, config.batch_size)
-    holder['state'], metrics = multi_step(holder['state'], data, indices, jax.random.key(2))
-    return metrics['loss']
-
-  train_examples_per_s = steps * config.batch_size / timed(run_epoch)
-  params = holder['state'].params
+  config, task = s2s_task(args.data)
+  train_examples_per_s, state = training_rate(config, task)
+  params = state.params
 
   validation = [s for s, _ in task.splits['validation']]
   test = [s for s, _ in task.splits['test']]
   greedy_seconds = timed(lambda: task.translate(params, validation) and 0)
-  _, beam_task = build_task(args.data, beam_size=5)
+  _, beam_task = s2s_task(args.data, beam_size=5)
   beam_seconds = timed(lambda: beam_task.translate(params, test) and 0)
   error = task.evaluate(params, 'validation')['error_rate']
 

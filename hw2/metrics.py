@@ -1,4 +1,6 @@
-"""Evaluation metrics: accuracy, Levenshtein distance, the homework's character error rate."""
+"""Evaluation metrics: accuracy, Levenshtein distance, the homework's character error rate, and
+the machine-translation community's chrF and BLEU (computed by sacrebleu, the reference
+implementation, rather than by hand)."""
 import numpy as np
 
 
@@ -34,3 +36,16 @@ def error_rate(references, predictions):
 def exact_match(references, predictions):
   """Fraction of predictions identical to their reference."""
   return float(np.mean([r == p for r, p in zip(references, predictions)]))
+
+
+def corpus_bleu(references, predictions):
+  """sacreBLEU's corpus BLEU (0-100, its default 13a tokenisation) of predictions against one
+  reference each: the score machine-translation papers compare."""
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
+
+
+def corpus_chrf(references, predictions):
+  """sacreBLEU's corpus chrF (0-100, character 6-grams, beta 2): suited to character models."""
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)

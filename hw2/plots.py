@@ -7,11 +7,20 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from hw2 import parallel  # pylint: disable=wrong-import-position
+from hw2.errors import UserError  # pylint: disable=wrong-import-position
+
 
 def _save(fig, path):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100, bbox_inches='tight')
-  plt.close(fig)
+  """Writes the figure (in process 0 of a multi-process run only) and closes it."""
+  try:
+    if parallel.is_writer():
+      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+      fig.savefig(path, dpi=100, bbox_inches='tight')
+  except OSError as e:
+    raise UserError(f'could not write {path}: {e.strerror or e}') from None
+  finally:
+    plt.close(fig)
 
 
 def plot_curve(epochs, values, ylabel, path, title=None):

@@ -7,24 +7,32 @@ import json
 import os
 import tempfile
 
+from hw2 import parallel
 from hw2.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
 RESULTS_FILE = 'results.json'
 CONFIG_FILE = 'config.json'
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def write_atomic(path, text):
   """Replaces the file at `path` with `text` in one rename.
 
+  Only process 0 of a multi-process run writes (hw2/parallel.py); the others return at once.
+
   Raises:
     UserError: the write failed (no space, no permission, ...); `path` is left as it was.
   """
+  if not parallel.is_writer():
+    return
   directory = os.path.dirname(os.path.abspath(path))
   tmp = None
   try:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_')
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read.
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
       f.write(text)
     os.replace(tmp, path)

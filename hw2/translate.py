@@ -1,6 +1,7 @@
 """--mode translate: translate sentences with the best checkpoint of a trained workdir."""
 import sys
 
+from hw2 import parallel
 from hw2 import tasks
 from hw2 import train
 from hw2 import validation
@@ -14,6 +15,7 @@ def translate_cli(config, workdir, texts):
   Inputs are the --text flags, or else the non-empty lines of standard input.
   """
   config = validation.validate(workdirs.config_for_evaluation(workdir, config))
+  parallel.check_batch_sizes(config)
   if config.task != 'translation':
     raise UserError(f'--mode translate needs a translation run; {workdir} holds a {config.task} run')
   task = tasks.build(config, workdir, 'translate')

@@ -17,6 +17,7 @@ import socket
 import filelock
 import ml_collections
 
+from hw2 import parallel
 from hw2 import records
 from hw2.errors import UserError
 
@@ -46,6 +47,9 @@ def writer(workdir):
     UserError: `workdir` is a file, or another process holds the lock.
   """
   check_not_a_file(workdir)
+  if not parallel.is_writer():  # Process 0 holds the lock for the whole multi-process run.
+    yield
+    return
   key = os.path.realpath(workdir)
   if _held.get(key):
     _held[key] += 1
@@ -78,6 +82,16 @@ def writer(workdir):
     lock.release()
     if created and not ok and set(os.listdir(workdir)) <= {LOCK_FILE, OWNER_FILE}:
       shutil.rmtree(workdir, ignore_errors=True)
+
+
+def check_shared(workdir, name):
+  """After process 0 wrote WORKDIR/name: every process must see it (a file system all hosts
+  share); raises UserError in one that does not."""
+  parallel.sync(f'wrote {name}')
+  path = os.path.join(workdir, name)
+  if not os.path.exists(path):
+    raise UserError(f'process {parallel.process_index()} cannot see {path}, which process 0 '
+                    'wrote: --workdir must be on a file system that every host shares')
 
 
 def _owner(workdir):

@@ -20,8 +20,12 @@ def pytest_configure(config):
   # Many tests build the same jitted functions anew (one trainer per run); JAX's persistent
   # compilation cache lets them reuse each other's XLA executables within the session.
   del config
-  jax.config.update('jax_compilation_cache_dir', tempfile.mkdtemp(prefix='hw2_jax_cache_'))
+  cache = tempfile.mkdtemp(prefix='hw2_jax_cache_')
+  jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  # The CLI tests' subprocesses share it.
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
 
 def write_idx(path, array):

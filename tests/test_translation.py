@@ -67,6 +67,21 @@ def test_learns_to_reverse_strings(reverse_run):
     assert os.path.exists(os.path.join(workdir, name)), name
 
 
+def test_chrf_and_bleu_are_sacrebleus_corpus_scores_of_the_test_translations(reverse_run):
+  import sacrebleu
+  _, workdir, results = reverse_run
+  with open(os.path.join(workdir, 'test_translations.tsv'), encoding='utf-8') as f:
+    rows = [line.rstrip('\n').split('\t') for line in f][1:]
+  references, predictions = [r[1] for r in rows], [r[2] for r in rows]
+  assert len(rows) == 200
+  assert results['test_bleu'] == pytest.approx(
+      sacrebleu.corpus_bleu(predictions, [references]).score, abs=1e-9)
+  assert results['test_chrf'] == pytest.approx(
+      sacrebleu.corpus_chrf(predictions, [references]).score, abs=1e-9)
+  # One-word sentences have no 4-grams, so BLEU is 0 here; chrF reads characters.
+  assert 90 < results['test_chrf'] <= 100 and results['test_bleu'] == 0.0
+
+
 def test_restored_checkpoint_gives_identical_translations(reverse_run):
   config, workdir, results = reverse_run
   lines = open(os.path.join(workdir, 'test_translations.tsv'), encoding='utf-8').read().splitlines()

@@ -13,6 +13,7 @@ import unicodedata
 
 import numpy as np
 
+from hw2 import records
 from hw2.errors import UserError
 
 PAD, SOS, EOS, UNK = 0, 1, 2, 3
@@ -121,8 +122,8 @@ class Vocabulary:
 
 
 def save_vocabularies(path, source, target):
-  with open(path, 'w', encoding='utf-8') as f:
-    json.dump({'source': list(source.chars), 'target': list(target.chars)}, f, ensure_ascii=False)
+  records.write_atomic(path, json.dumps({'source': list(source.chars),
+                                         'target': list(target.chars)}, ensure_ascii=False))
 
 
 def load_vocabularies(path):

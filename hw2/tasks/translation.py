@@ -10,6 +10,7 @@ import optax
 
 from hw2 import decoding
 from hw2 import metrics
+from hw2 import parallel
 from hw2 import plots
 from hw2 import records
 from hw2.data import batching
@@ -85,10 +86,14 @@ class Translation(base.Task):
     self.model = Seq2Seq(self.source_vocab.size, self.target_vocab.size, config.hidden_size,
                          config.dropout_rate, config.use_attention)
     self.max_source_length = config.decode.max_source_length
-    self._decode = jax.jit(make_decode_fn(self.model, config.decode.beam_size,
-                                          config.decode.max_length, config.decode.length_penalty))
-    self._teacher_forced = jax.jit(functools.partial(self.model.apply, method=Seq2Seq.decode))
-    self._encode = jax.jit(functools.partial(self.model.apply, method=Seq2Seq.encode))
+    self._decode = parallel.jit_batched(
+        make_decode_fn(self.model, config.decode.beam_size, config.decode.max_length,
+                       config.decode.length_penalty), batch_argnums=(1, 2))
+    # One sentence at a time (attention plots): replicated on every device.
+    self._teacher_forced = parallel.jit_batched(
+        functools.partial(self.model.apply, method=Seq2Seq.decode), batch_argnums=())
+    self._encode = parallel.jit_batched(functools.partial(self.model.apply, method=Seq2Seq.encode),
+                                        batch_argnums=())
 
   def _path(self, field):
     if not self.config.data_dir:
@@ -179,7 +184,9 @@ class Translation(base.Task):
     sources, references = zip(*self.splits[split])
     predictions = [h[0][0] for h in self.translate(params, list(sources))]
     return {'error_rate': metrics.error_rate(references, predictions),
-            'exact_match': metrics.exact_match(references, predictions)}
+            'exact_match': metrics.exact_match(references, predictions),
+            'chrf': metrics.corpus_chrf(references, predictions),
+            'bleu': metrics.corpus_bleu(references, predictions)}
 
   def attention_weights(self, params, source, prediction):
     """Attention [len(prediction) + 1, len(source)] over the source while the model produces
@@ -191,7 +198,7 @@ class Translation(base.Task):
     return np.asarray(weights[0, :, :len(source)])
 
   def compilation_counts(self):
-    return {'decode': self._decode._cache_size()}  # pylint: disable=protected-access
+    return {'decode': self._decode.compilations()}
 
   # --- Outputs ----------------------------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""Data parallel runs: 4 forced CPU devices reproduce 1 device, two processes (jax.distributed on
+127.0.0.1, 2 devices each) reproduce one process with 4, and checkpoints move between device
+counts. Each multi-device run is a main.py subprocess bounded by a timeout."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SPA_ENG_DIR
+from hw2 import records
+from test_cli import assert_one_error_line
+
+TIMEOUT = 300
+
+
+def main_py(args, devices=1, process=None):
+  """main.py in a subprocess seeing `devices` CPU devices; returns the CompletedProcess (or the
+  Popen, when `process` is given, for several processes started together)."""
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  command = [sys.executable, os.path.join(ROOT, 'main.py'), *args]
+  if process is not None:
+    return subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+  return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=TIMEOUT)
+
+
+def trained(args, workdir, devices=1):
+  result = main_py([*args, '--workdir', str(workdir)], devices)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return str(workdir)
+
+
+def assert_same_numbers(workdir, reference, metric):
+  got, want = records.read_metrics(workdir), records.read_metrics(reference)
+  assert [r['epoch'] for r in got] == [r['epoch'] for r in want]
+  for a, b in zip(got, want):
+    assert abs(a['train_loss'] - b['train_loss']) <= 1e-4 * abs(b['train_loss'])
+    assert a[f'val_{metric}'] == pytest.approx(b[f'val_{metric}'], abs=1e-6)
+  got, want = (records.read_json(os.path.join(d, 'results.json')) for d in (workdir, reference))
+  assert got[f'test_{metric}'] == pytest.approx(want[f'test_{metric}'], abs=1e-6)
+
+
+@pytest.fixture(scope='module')
+def cnn_args(small_image_dir):
+  """The cnn_config fixture's run as flags, with batches that divide by 4 devices."""
+  return ['--config', 'configs/cnn.py', f'--config.data_dir={small_image_dir}',
+          '--config.validation_size=200', '--config.batch_size=48', '--config.num_epochs=2',
+          '--config.steps_per_call=8', '--config.eval_batch_size=128',
+          '--config.learning_rate=1e-3']
+
+
+@pytest.fixture(scope='module')
+def cnn_runs(cnn_args, tmp_path_factory):
+  folder = tmp_path_factory.mktemp('cnn_devices')
+  return {n: trained(cnn_args, folder / f'devices_{n}', devices=n) for n in (1, 4)}
+
+
+def test_cnn_on_4_devices_equals_1_device(cnn_runs):
+  assert_same_numbers(cnn_runs[4], cnn_runs[1], 'accuracy')
+
+
+@pytest.fixture(scope='module')
+def s2s_args(tmp_path_factory):
+  """Translation on 600 homework pairs, hidden 64, batches that divide by 4 devices."""
+  folder = tmp_path_factory.mktemp('s2s_data')
+  for name, lines in (('train', 600), ('val', 96), ('test', 96)):
+    with open(os.path.join(SPA_ENG_DIR, f'{name}-eng-spa.txt'), encoding='utf-8') as f:
+      (folder / f'{name}-eng-spa.txt').write_text(''.join(f.readlines()[:lines]),
+                                                  encoding='utf-8')
+  return ['--config', 'configs/seq2seq_attention.py', f'--config.data_dir={folder}',
+          '--config.hidden_size=64', '--config.batch_size=48', '--config.num_epochs=2',
+          '--config.eval_batch_size=32', '--config.num_attention_plots=1']
+
+
+def test_translation_on_4_devices_equals_1_device_and_translates_on_1(s2s_args, tmp_path):
+  one = trained(s2s_args, tmp_path / 'devices_1', devices=1)
+  four = trained(s2s_args, tmp_path / 'devices_4', devices=4)
+  assert_same_numbers(four, one, 'error_rate')
+  # The 4-device checkpoint translates on 1 device exactly as the 1-device one does.
+  texts = ['--text', 'tengo hambre .', '--text', 'vine por ustedes .']
+  outputs = [main_py(['--config', 'configs/seq2seq.py', '--workdir', w, '--mode', 'translate',
+                      *texts]) for w in (one, four)]
+  assert all(o.returncode == 0 for o in outputs), outputs[1].stderr[-2000:]
+  assert outputs[0].stdout == outputs[1].stdout and len(outputs[0].stdout.splitlines()) == 2
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_one_run_that_evaluates_on_one_device(cnn_args, cnn_runs, tmp_path):
+  workdir = str(tmp_path / 'two_processes')
+  cluster = [f'--coordinator_address=127.0.0.1:{_free_port()}', '--num_processes=2']
+  processes = [main_py([*cnn_args, '--workdir', workdir, *cluster, f'--process_id={i}'],
+                       devices=2, process=i) for i in (0, 1)]
+  outputs = []
+  for p in processes:
+    try:
+      outputs.append(p.communicate(timeout=TIMEOUT)[0])
+    finally:
+      p.kill()
+  assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+  # One writer: one line per epoch, and the numbers of one process with 4 devices.
+  assert_same_numbers(workdir, cnn_runs[4], 'accuracy')
+  assert 'Training on 4 device(s) in 2 process(es)' in outputs[0]
+  evaluation = main_py(['--config', 'configs/cnn.py', '--workdir', workdir, '--mode', 'eval'])
+  assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+  assert (records.read_json(os.path.join(workdir, 'eval_results.json'))['test_accuracy'] ==
+          records.read_json(os.path.join(workdir, 'results.json'))['test_accuracy'])
+
+
+def test_run_started_on_4_devices_resumes_on_1(cnn_args, cnn_runs, tmp_path):
+  workdir = tmp_path / 'moved'
+  trained([*cnn_args, '--config.num_epochs=1'], workdir, devices=4)
+  trained(cnn_args, workdir, devices=1)
+  assert_same_numbers(str(workdir), cnn_runs[1], 'accuracy')
+
+
+def test_batch_that_does_not_divide_by_the_devices(cnn_args, tmp_path):
+  workdir = tmp_path / 'w'
+  result = main_py([*cnn_args, '--config.batch_size=50', '--workdir', str(workdir)], devices=4)
+  assert_one_error_line(result, '--config.batch_size=50 does not divide by the 4 devices')
+  assert not workdir.exists()
