@@ -5,6 +5,7 @@
   python main.py --config configs/cnn.py --workdir runs/lr --sweep learning_rate=1e-5,5e-4,1e-2
   python main.py --config configs/seq2seq.py --workdir runs/s2s --mode translate --text "hola ."
   python main.py --config configs/theory.py --workdir runs/theory
+  python main.py --config configs/homework.py --workdir runs/homework [--mode report]
   python main.py ... --coordinator_address=HOST:PORT --num_processes=N --process_id=I  (each host)
 """
 import logging as std_logging
@@ -23,9 +24,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics, results and figures.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'translate'],
-                  'train (resumes if the workdir has checkpoints), eval (test the best checkpoint) '
-                  'or translate (--text or standard input with the best checkpoint).')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'translate', 'report'],
+                  'train (resumes if the workdir has checkpoints), eval (test the best checkpoint), '
+                  'translate (--text or standard input with the best checkpoint) or report '
+                  '(configs/homework.py: rebuild report.md from the finished runs).')
 flags.DEFINE_string('sweep', None, 'KEY=V1,V2,...: train once per value, each in WORKDIR/KEY=V.')
 flags.DEFINE_multi_string('text', None, 'Sentence to translate in --mode translate (repeatable); '
                           'without it, one sentence per line is read from standard input.')
@@ -57,7 +59,12 @@ def run(config, workdir, mode, sweep, texts, cluster=None):
 
 
 def _dispatch(config, workdir, mode, sweep, texts):
-  from hw2 import sweeps, theory, train, translate  # pylint: disable=g-import-not-at-top
+  from hw2 import homework, report, sweeps, theory, train, translate  # pylint: disable=g-import-not-at-top
+  if config.task == 'homework':
+    return report.write_report(workdir) if mode == 'report' else homework.run(config, workdir)
+  if mode == 'report':
+    raise UserError('--mode report rebuilds the report of configs/homework.py; this config has '
+                    f'task {config.task!r}')
   if config.task == 'theory':
     return theory.write_report(config, workdir)
   if sweep:

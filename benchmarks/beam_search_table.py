@@ -14,16 +14,18 @@ from common import emit, timed
 from configs import seq2seq
 from hw2 import tasks
 from hw2 import train
+from hw2 import translate
 from hw2 import workdir as workdirs
 
 
-def evaluate(workdir, beam_size, alpha):
+def beam_task(workdir, beam_size):
+  """(task, best params) of a translation workdir, decoding with `beam_size`."""
   config = seq2seq.get_config()
-  config.decode.beam_size, config.decode.length_penalty = beam_size, alpha
+  config.decode.beam_size = beam_size
   config = workdirs.config_for_evaluation(workdir, config)
   task = tasks.build(config, workdir, 'eval')
   params, _ = train.restore_best_params(task, config, workdir)
-  return task, params, task.evaluate(params, 'test')
+  return task, params
 
 
 def main():
@@ -41,7 +43,7 @@ def main():
       for alpha in map(float, args.length_penalties.split(',')):
         if beam_size == 1 and alpha != 0.0:
           continue  # Greedy decoding has no length penalty.
-        _, _, result = evaluate(workdir, beam_size, alpha)
+        result = translate.decoding_metrics(workdir, beam_size, alpha)
         rows.append({'workdir': workdir, 'beam_size': beam_size, 'length_penalty': alpha,
                      **result})
         print(f"| {workdir} | {beam_size} | {alpha:g} | {result['error_rate']:.4f} | "
@@ -49,7 +51,7 @@ def main():
   if args.json:
     with open(args.json, 'w', encoding='utf-8') as f:
       json.dump(rows, f, indent=2)
-  task, params, _ = evaluate(args.workdirs[-1], 5, 0.0)
+  task, params = beam_task(args.workdirs[-1], 5)
   sources = [s for s, _ in task.splits['test']]
   seconds = timed(lambda: task.translate(params, sources) and 0)
   emit(benchmark='beam5_test_set', workdir=args.workdirs[-1], sentences=len(sources),

@@ -25,11 +25,21 @@ def _save(fig, path):
 
 def plot_curve(epochs, values, ylabel, path, title=None):
   """Line plot of one per-epoch quantity: epochs [E], values [E]."""
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.plot(epochs, values, marker='o', markersize=3)
+  plot_curves({None: (epochs, values)}, ylabel, path, title)
+
+
+def plot_curves(series, ylabel, path, title=None, log_y=False):
+  """Several per-epoch curves in one plot: series {label: (epochs [E], values [E])}."""
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for label, (epochs, values) in series.items():
+    ax.plot(epochs, values, marker='o', markersize=3, label=label)
   ax.set_xlabel('epoch')
   ax.set_ylabel(ylabel)
   ax.set_title(title or ylabel)
+  if log_y:
+    ax.set_yscale('log')
+  if any(label is not None for label in series):
+    ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
   _save(fig, path)
 

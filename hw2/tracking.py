@@ -2,19 +2,23 @@
 
 One small writer for the loop: `progress` (training loss, examples/s and learning rate at a
 global step), `epoch` (one record of metrics.jsonl, mirrored as scalars `epoch/<name>` at step =
-epoch), `images` (the run's PNG figures, at the end). Events go to WORKDIR/tensorboard/, written
-with TensorBoard's own event-file writer (no TensorFlow import); `tensorboard --logdir runs/`
-shows every run of a folder. Only process 0 of a multi-process run writes.
+epoch), `images` (the run's PNG figures, at the end). Events go to WORKDIR/tensorboard/ as
+TensorBoard's own protocol buffers in its record format (tensorboard's RecordWriter, on a plain
+file: its EventFileWriter and tensorboardX would import TensorFlow or PyTorch, seconds of start-up
+for a run that never uses them); `tensorboard --logdir runs/` shows every run of a folder. Only
+process 0 of a multi-process run writes.
 """
 import os
+import socket
 import time
 
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from hw2 import parallel
 from hw2 import records
+from hw2.errors import UserError
 
 EVENTS_DIR = 'tensorboard'
 
@@ -26,15 +30,29 @@ class Tracker:
     """`history`: the records of the epochs already done (a resumed run keeps them)."""
     self.workdir = workdir
     self.history = list(history)
-    self._events = (EventFileWriter(os.path.join(workdir, EVENTS_DIR))
-                    if parallel.is_writer() else None)
     records.write_metrics(workdir, self.history)
+    self._events = None
+    if parallel.is_writer():
+      directory = os.path.join(workdir, EVENTS_DIR)
+      self._path = os.path.join(directory, f'events.out.tfevents.{int(time.time())}.'
+                                           f'{socket.gethostname()}.{os.getpid()}')
+      try:
+        os.makedirs(directory, exist_ok=True)
+        self._events = RecordWriter(open(self._path, 'wb'))  # pylint: disable=consider-using-with
+      except OSError as e:
+        raise UserError(f'could not write {self._path}: {e.strerror}') from None
+      self._add(event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
+
+  def _add(self, event):
+    try:
+      self._events.write(event.SerializeToString())
+    except OSError as e:
+      raise UserError(f'could not write {self._path}: {e.strerror}') from None
 
   def _write(self, step, values):
-    if self._events is None:
-      return
-    summary = summary_pb2.Summary(value=values)
-    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+    if self._events is not None:
+      self._add(event_pb2.Event(wall_time=time.time(), step=step,
+                                summary=summary_pb2.Summary(value=values)))
 
   def progress(self, step, scalars):
     """Scalars {name: float} at global optimizer step `step`, as `train/<name>`."""

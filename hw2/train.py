@@ -209,7 +209,8 @@ def _train_and_evaluate(config, workdir):
              'selection_metric': metric, 'selection_mode': mode,
              'epochs_trained': config.num_epochs,
              'train_seconds': round(sum(r['train_seconds'] for r in tracker.history), 1),
-             'compilations': compilations,
+             'compilations': compilations, 'examples': task.split_sizes(),
+             'devices': parallel.device_count(),
              **{f'test_{k}': v for k, v in task.evaluate(best_state.params, 'test').items()}}
   records.write_json(results_path, results)
   logging.info('Best epoch %d; test %s', results['best_epoch'],

@@ -1,4 +1,5 @@
-"""--mode translate: translate sentences with the best checkpoint of a trained workdir."""
+"""Using a trained translation workdir: --mode translate (sentences in, translations out), and
+its test metrics under other decoding settings (the beam-search table)."""
 import sys
 
 from hw2 import parallel
@@ -34,3 +35,15 @@ def translate_cli(config, workdir, texts):
       for translation, score in hypotheses[:n_best]:
         print(f'  {score:9.4f}  {translation}')
   return sources
+
+
+def decoding_metrics(workdir, beam_size, length_penalty, split='test'):
+  """Metrics of the best checkpoint of a translation `workdir` on `split`, decoded with
+  `beam_size` (1: greedy) and GNMT `length_penalty`: {error_rate, exact_match, chrf, bleu}."""
+  config = workdirs.load_saved_config(workdir)
+  config.decode.beam_size, config.decode.length_penalty = beam_size, float(length_penalty)
+  validation.validate(config)
+  parallel.check_batch_sizes(config)
+  task = tasks.build(config, workdir, 'eval')
+  params, _ = train.restore_best_params(task, config, workdir)
+  return task.evaluate(params, split)

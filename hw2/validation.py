@@ -18,7 +18,7 @@ SEED_MAX = 2**32 - 1  # jax.random.key and numpy's RandomState take 32-bit seeds
 
 # Names that a field may take, from the registries that use them.
 CHOICES = {
-    'task': (*TASKS, 'theory'),
+    'task': (*TASKS, 'theory', 'homework'),
     'optimizer': ('adam', 'sgd'),  # hw2/train.py OPTIMIZERS
     'dataset': tuple(images.DATASETS),
     'normalize': tuple(text.NORMALIZERS),
@@ -97,29 +97,61 @@ def _get(config, dotted):
   return True, node
 
 
-def validate(config):
-  """Raises UserError for the first field of `config` that breaks a rule; returns `config`."""
+# configs/homework.py: its parts (each validated as a config of its own) and its lists.
+HOMEWORK_PARTS = ('theory', 'cnn', 'translation')
+HOMEWORK_LISTS = {'learning_rates': _real(0, low_open=True), 'beam_sizes': _integer(1, 1024),
+                  'length_penalties': _real(0)}
+
+
+def validate(config, prefix=''):
+  """Raises UserError for the first field of `config` that breaks a rule; returns `config`.
+
+  `prefix` names a nested config in the messages (--config.cnn.batch_size).
+  """
   for field, allowed in CHOICES.items():
     present, value = _get(config, field)
     if present and value not in allowed:
-      raise UserError(f'unknown {field} {value!r} (--config.{field}); choose one of '
+      raise UserError(f'unknown {field} {value!r} (--config.{prefix}{field}); choose one of '
                       f'{list(allowed)}')
   for field, check in RULES.items():
     present, value = _get(config, field)
     if present:
       problem = check(value)
       if problem:
-        raise UserError(f'--config.{field}={value!r} is out of range: it must be {problem}')
-  _check_relations(config)
+        raise UserError(f'--config.{prefix}{field}={value!r} is out of range: it must be '
+                        f'{problem}')
+  _check_relations(config, prefix)
+  if config.get('task') == 'homework':
+    _check_homework(config)
   return config
 
 
-def _check_relations(config):
+def _check_relations(config, prefix):
   """Rules between fields."""
   if 'source_column' in config and config.source_column == config.target_column:
-    raise UserError(f'--config.source_column and --config.target_column are both '
-                    f'{config.source_column}: source and target must be different columns')
+    raise UserError(f'--config.{prefix}source_column and --config.{prefix}target_column are '
+                    f'both {config.source_column}: source and target must be different columns')
   if 'decode' in config and config.decode.n_best > config.decode.beam_size:
-    raise UserError(f'--config.decode.n_best={config.decode.n_best} exceeds '
-                    f'--config.decode.beam_size={config.decode.beam_size}: beam search keeps '
-                    'beam_size hypotheses')
+    raise UserError(f'--config.{prefix}decode.n_best={config.decode.n_best} exceeds '
+                    f'--config.{prefix}decode.beam_size={config.decode.beam_size}: beam search '
+                    'keeps beam_size hypotheses')
+
+
+def _check_homework(config):
+  expected = {'theory': 'theory', 'cnn': 'classification', 'translation': 'translation'}
+  for part in HOMEWORK_PARTS:
+    if config[part].get('task') != expected[part]:
+      raise UserError(f'--config.{part}.task must be {expected[part]!r}, got '
+                      f'{config[part].get("task")!r}')
+    validate(config[part], prefix=f'{part}.')
+  for field, check in HOMEWORK_LISTS.items():
+    values = config[field]
+    if not isinstance(values, (tuple, list)) or not values:
+      raise UserError(f'--config.{field}={values!r} must be a non-empty tuple, e.g. '
+                      f"--config.{field}='(1, 2)'")
+    for value in values:
+      problem = check(value)
+      if problem:
+        raise UserError(f'--config.{field}={values!r} holds {value!r}: each must be {problem}')
+    if len(set(values)) != len(values):
+      raise UserError(f'--config.{field}={values!r} repeats a value')

@@ -6,7 +6,7 @@ import os
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from configs import cnn, seq2seq, seq2seq_attention, theory
+from configs import cnn, homework, seq2seq, seq2seq_attention, theory
 from conftest import SPA_ENG_DIR
 from hw2 import tasks
 from hw2 import validation
@@ -122,7 +122,8 @@ def test_choices_match_the_registries():
 # --- Property: validation accepts a value or raises UserError, and what it accepts builds. ------
 
 CONFIGS = {'cnn': cnn.get_config, 'seq2seq': seq2seq.get_config,
-           'seq2seq_attention': seq2seq_attention.get_config, 'theory': theory.get_config}
+           'seq2seq_attention': seq2seq_attention.get_config, 'theory': theory.get_config,
+           'homework': homework.get_config}
 
 
 def numeric_fields(config, prefix=''):
@@ -175,7 +176,7 @@ def test_any_numeric_override_is_accepted_or_a_user_error(name, field, kind, dat
   config = CONFIGS[name]()
   if name == 'cnn':
     config.data_dir, config.validation_size = build_dirs['cnn_data'], 200
-  elif name != 'theory':
+  elif name not in ('theory', 'homework'):
     config.data_dir = build_dirs['text_data']
   value = data.draw(WIDE_INTS if kind is int else WIDE_FLOATS)
   set_field(config, field, value)
@@ -184,8 +185,8 @@ def test_any_numeric_override_is_accepted_or_a_user_error(name, field, kind, dat
   except UserError as e:
     assert f'--config.{field}=' in str(e) or field.split('.')[-1] in str(e), str(e)
     return
-  if name == 'theory':
-    return  # Nothing to build: the theory checks read only their case lists.
+  if name in ('theory', 'homework'):
+    return  # Nothing to build: theory reads only its case lists; homework's parts are above.
   # Accepted: the task builds (data read, model and jitted functions made). Only what depends on
   # the data (the size of a split, a column the file lacks, a length limit no pair meets) may
   # still be refused there, and then as a UserError.

@@ -40,6 +40,10 @@ class Task(abc.ABC):
   def evaluate(self, params, split):
     """Metrics of `params` on split 'validation' or 'test': a dict of Python floats."""
 
+  @abc.abstractmethod
+  def split_sizes(self):
+    """{split name: number of examples} of the splits this mode read (recorded in results)."""
+
   def compilation_counts(self):
     """{name: number of XLA compilations} of the task's jitted evaluation functions."""
     return {}

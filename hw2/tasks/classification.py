@@ -51,6 +51,9 @@ class Classification(base.Task):
     image_array, labels = self.data.split(split)
     return {'accuracy': metrics.accuracy(self.predict(params, image_array), labels)}
 
+  def split_sizes(self):
+    return {name: len(self.data.split(name)[1]) for name in ('train', 'validation', 'test')}
+
   def compilation_counts(self):
     return {'predict': self._predict.compilations()}
 

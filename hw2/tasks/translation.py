@@ -197,6 +197,9 @@ class Translation(base.Task):
     _, _, weights = self._teacher_forced({'params': params}, tokens, state, memory, mask)
     return np.asarray(weights[0, :, :len(source)])
 
+  def split_sizes(self):
+    return {name: len(pairs) for name, pairs in self.splits.items()}
+
   def compilation_counts(self):
     return {'decode': self._decode.compilations()}
 

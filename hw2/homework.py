@@ -1,0 +1,119 @@
+"""configs/homework.py: every part of the homework in order, each in its own subfolder, then the
+report (hw2/report.py).
+
+WORKDIR/theory/                    question 1 (hw2/theory.py)
+WORKDIR/cnn/learning_rate=<lr>/    question 2: one CNN run per learning rate (hw2/sweeps.py)
+WORKDIR/translation/{no_attention,attention}/   question 3
+WORKDIR/beam/beam.json             question 3 (c): test metrics per model, beam size, penalty
+WORKDIR/parts.json                 which parts finished, with their wall times
+WORKDIR/report.md                  the report, with its figures in WORKDIR/figures/
+
+Every part resumes: a rerun after an interruption continues the run it stopped in (from its last
+checkpoint) and retrains nothing that finished; finished beam-table rows are kept.
+"""
+import json
+import os
+import time
+
+from absl import logging
+
+from hw2 import parallel
+from hw2 import records
+from hw2 import report
+from hw2 import sweeps
+from hw2 import theory
+from hw2 import train
+from hw2 import translate
+from hw2 import validation
+from hw2 import workdir as workdirs
+
+PARTS_FILE = 'parts.json'
+BEAM_FILE = os.path.join('beam', 'beam.json')
+TRANSLATION_MODELS = (('no_attention', False), ('attention', True))
+
+
+def sweep_spec(config):
+  """The --sweep spec of question 2, e.g. 'learning_rate=1e-05,0.0005,0.01'."""
+  return 'learning_rate=' + ','.join(f'{lr:g}' for lr in config.learning_rates)
+
+
+def translation_config(config, use_attention):
+  run_config = config.translation.copy_and_resolve_references()
+  run_config.use_attention = use_attention
+  return run_config
+
+
+def run_theory(config, workdir):
+  theory.write_report(config.theory, os.path.join(workdir, 'theory'))
+
+
+def run_cnn(config, workdir):
+  sweeps.run_sweep(config.cnn, os.path.join(workdir, 'cnn'), sweep_spec(config))
+
+
+def run_translation(config, workdir):
+  for name, use_attention in TRANSLATION_MODELS:
+    train.train_and_evaluate(translation_config(config, use_attention),
+                             os.path.join(workdir, 'translation', name))
+
+
+def beam_rows(config):
+  """(model, beam size, length penalty) of every row of the beam table, in order."""
+  return [(name, k, alpha) for name, _ in TRANSLATION_MODELS for k in config.beam_sizes
+          for alpha in config.length_penalties if k > 1 or alpha == config.length_penalties[0]]
+
+
+def run_beam(config, workdir):
+  path = os.path.join(workdir, BEAM_FILE)
+  done = {(r['model'], r['beam_size'], r['length_penalty']): r
+          for r in (records.read_json(path) if os.path.exists(path) else [])}
+  rows = []
+  for name, k, alpha in beam_rows(config):
+    row = done.get((name, k, alpha))
+    if row is None:
+      metrics = translate.decoding_metrics(os.path.join(workdir, 'translation', name), k, alpha)
+      row = {'model': name, 'beam_size': k, 'length_penalty': alpha, **metrics}
+      logging.info('beam table: %s', row)
+    rows.append(row)
+    records.write_json(path, rows)  # After each row: an interruption keeps the rows done.
+
+
+PARTS = (('theory', run_theory, ('theory',)),
+         ('cnn', run_cnn, ('cnn', 'learning_rates')),
+         ('translation', run_translation, ('translation',)),
+         ('beam', run_beam, ('translation', 'beam_sizes', 'length_penalties')))
+
+
+def _settings(config, fields):
+  """The config fields a part depends on, as JSON would store them."""
+  return json.loads(json.dumps({f: config[f].to_dict() if hasattr(config[f], 'to_dict')
+                                else config[f] for f in fields}))
+
+
+def run(config, workdir):
+  """Runs the parts not finished with these settings, then writes the report; returns its path.
+
+  WORKDIR/parts.json records for each finished part the settings it ran with and its wall time
+  (summed over the invocations that worked on it); a part whose settings changed runs again,
+  resuming its runs (more epochs, more beam sizes, ...).
+  """
+  validation.validate(config)
+  for part in ('cnn', 'translation'):
+    parallel.check_batch_sizes(config[part])
+  with workdirs.writer(workdir):
+    records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
+    parts_path = os.path.join(workdir, PARTS_FILE)
+    parts = records.read_json(parts_path) if os.path.exists(parts_path) else {}
+    for name, run_part, fields in PARTS:
+      settings = _settings(config, fields)
+      previous = parts.get(name, {})
+      if previous.get('settings') == settings:
+        logging.info('homework: %s finished earlier (%.0f s); skipped', name, previous['seconds'])
+        continue
+      logging.info('homework: %s', name)
+      start = time.time()
+      run_part(config, workdir)
+      parts[name] = {'settings': settings,
+                     'seconds': round(previous.get('seconds', 0.0) + time.time() - start, 1)}
+      records.write_json(parts_path, parts)
+    return report.write_report(workdir)

@@ -1,0 +1,283 @@
+"""The homework report: collects the finished parts of a configs/homework.py workdir and writes
+WORKDIR/report.md with its figures in WORKDIR/figures/ (relative links, so it renders on GitHub
+or in any Markdown viewer). Every measured number stands beside the number the homework report
+gives; where the project's answer differs from the report's, both are shown with the reason.
+
+`python main.py --config configs/homework.py --workdir W --mode report` rebuilds it from the
+finished runs without training; the same runs give the same file.
+"""
+import json
+import os
+import shutil
+
+import ml_collections
+
+from hw2 import parallel
+from hw2 import plots
+from hw2 import records
+from hw2.errors import UserError
+
+REPORT_FILE = 'report.md'
+FIGURES = 'figures'
+PARTS = ('theory', 'cnn', 'translation', 'beam')  # The order of hw2/homework.py.
+
+# The homework report's numbers.
+HOMEWORK_CNN_ACCURACY = {1e-5: 0.8938, 5e-4: 0.9571, 1e-2: 0.1000}
+HOMEWORK_TRANSLATION_ERROR = {'no_attention': 0.5002, 'attention': 0.3808}
+MODEL_NAMES = {'no_attention': 'no attention', 'attention': 'bilinear attention'}
+
+
+def _read(workdir, *path):
+  full = os.path.join(workdir, *path)
+  if not os.path.exists(full):
+    raise UserError(f'{full} is missing: run the homework first (python main.py --config '
+                    f'configs/homework.py --workdir {workdir})')
+  return records.read_json(full)
+
+
+def _table(header, rows):
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def _count(n, noun):
+  return f'{n} {noun}' + ('' if n == 1 else 's')
+
+
+def _minutes(seconds):
+  return f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
+
+
+def _overrides(config):
+  """--config flags that turn configs/homework.py's defaults into `config`."""
+  from configs import homework  # pylint: disable=g-import-not-at-top
+  def flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
+    return out
+  as_json = lambda c: json.loads(json.dumps(c.to_dict()))  # Tuples and lists alike.
+  default, current = flat(as_json(homework.get_config())), flat(as_json(config))
+  flags = []
+  for key in sorted(current):
+    value = current[key]
+    if default.get(key, value) == value:
+      continue
+    if isinstance(value, (list, tuple)):
+      value = "'(" + ', '.join(repr(v) for v in value) + (",)'" if len(value) == 1 else ")'")
+    flags.append(f'--config.{key}={value}')
+  return flags
+
+
+def _copy_figure(workdir, source, name):
+  """Copies a PNG of a part into WORKDIR/figures/; returns its link relative to the report."""
+  if not os.path.exists(source):
+    return None
+  shutil.copyfile(source, os.path.join(workdir, FIGURES, name))
+  return f'{FIGURES}/{name}'
+
+
+def _cnn_data(config):
+  cnn = config.cnn
+  source = (f'IDX files in `{cnn.data_dir}`' if cnn.data_dir else 'TFDS (downloaded)')
+  if cnn.split_test_images:
+    source += (f', its test images only: {cnn.split_test_images} held out as the test split, '
+               'the others divided into train and validation')
+  return f'{cnn.dataset} from {source}'
+
+
+def write_report(workdir):
+  """Writes WORKDIR/report.md and WORKDIR/figures/*.png from the finished parts; returns the
+  report's path."""
+  config = ml_collections.ConfigDict(_read(workdir, records.CONFIG_FILE))
+  if config.get('task') != 'homework':
+    raise UserError(f'--mode report needs the workdir of a configs/homework.py run; {workdir} '
+                    f'holds a {config.get("task")!r} run')
+  parts = _read(workdir, 'parts.json')
+  missing = [p for p in PARTS if p not in parts]
+  if missing:
+    raise UserError(f'{workdir} has not finished {", ".join(missing)}: rerun the homework '
+                    '(it resumes) before --mode report')
+  path = os.path.join(workdir, REPORT_FILE)
+  if not parallel.is_writer():
+    return path
+  os.makedirs(os.path.join(workdir, FIGURES), exist_ok=True)
+  command = ' '.join(['python main.py --config configs/homework.py --workdir', workdir,
+                      *_overrides(config)])
+  sections = [
+      '# Homework 2, reproduced with hw2',
+      f'Everything below comes from one command:\n\n```\n{command}\n```\n\n'
+      'and `--mode report` added to it rebuilds this file from the finished runs. Each part is '
+      'in its own subfolder of the workdir. Numbers in the "homework" columns are those of the '
+      'homework report.',
+      _table(['part', 'wall time'],
+             [[name, _minutes(parts[name]['seconds'])] for name in PARTS] +
+             [['**all**', _minutes(sum(p['seconds'] for p in parts.values()))]]),
+      _theory_section(workdir),
+      _cnn_section(workdir, config),
+      _translation_section(workdir, config),
+      _beam_section(workdir, config),
+  ]
+  records.write_atomic(path, '\n\n'.join(sections) + '\n')
+  return path
+
+
+def _theory_section(workdir):
+  checks = _read(workdir, 'theory', 'theory.json')
+  conv = _table(['input', 'filter', 'stride', 'padding', 'A shape', 'max abs error (dense A)',
+                 'max abs error (sparse A)', 'non-zeros'],
+                [[r['input'], r['filter'], r['stride'], r['padding'],
+                  'x'.join(map(str, r['A_shape'])), f"{r['dense_max_abs_error']:.1e}",
+                  f"{r['sparse_max_abs_error']:.1e}", r['nonzeros']]
+                 for r in checks['convolution_as_matrix']])
+  count_rows = []
+  for r in checks['parameter_counts']:
+    h, w = map(int, r['input'].split('x'))
+    m, n = map(int, r['filter'].split('x'))
+    pooled = ((h - m + 1) // 2) * ((w - n + 1) // 2)
+    homework_fc = h * w * pooled + 3 * pooled  # Eq. (12): HW x H''W'', then the classes.
+    count_rows.append([r['input'], r['filter'], r['conv_formula'], r['conv_module'],
+                       r['fc_formula'], r['fc_module'], homework_fc])
+  counts = _table(['input', 'filter', 'conv net (formula)', 'conv net (Flax module)',
+                   "fully connected, HW x H'W' (formula)", 'fully connected (Flax module)',
+                   "homework eq. (12), HW x H''W''"], count_rows)
+  attention = _table(['input', 'max abs error of P', 'max abs error of Z',
+                      'max row-sum error of P'],
+                     [[r['input'], f"{r['P_max_abs_error']:.1e}", f"{r['Z_max_abs_error']:.1e}",
+                       f"{r['max_row_sum_error']:.1e}"] for r in checks['self_attention']])
+  sparsity = _copy_figure(workdir, os.path.join(workdir, 'theory', 'conv_matrix_sparsity.png'),
+                          'conv_matrix_sparsity.png')
+  return '\n\n'.join([
+      '## Question 1: theory, checked numerically',
+      '### Convolution as a matrix product\n\nA vec(x) against `lax.conv_general_dilated` '
+      '(float32); A built from the index formula, dense and sparse (BCOO).', conv,
+      f'![The sparsity pattern of A]({sparsity})' if sparsity else '',
+      '### Parameters: a convolution against a fully connected layer\n\nOne M x N filter, ReLU, '
+      '2x2 max-pooling and a dense layer to 3 classes, against the same network whose first '
+      "layer is fully connected, without biases. The homework asks for a fully connected layer "
+      "with the convolution's output size H' x W' = (H-M+1) x (W-N+1), which gives the "
+      "project's count (checked against Flax modules of those shapes). The homework report's "
+      "eq. (12) sizes that layer HW x H''W'', with H'' x W'' the size after pooling, so its "
+      'count (last column) is smaller; it describes a fully connected layer that maps the image '
+      'straight to the pooled size, which is not the replacement of the convolution the '
+      'question describes.', counts,
+      '### Self-attention with identity projections\n\nP = softmax(x\' x\'^T / sqrt(d)) and '
+      "Z = P x' for the pixels x' = vec(x) (W_Q = W_K = W_V = 1, d = 1), against Flax's and "
+      "JAX's attention functions. The homework report's eq. (14) puts the 1/sqrt(d) outside "
+      'the softmax, softmax(x\' x\'^T) x\' / sqrt(d); the scaling belongs inside it, where it '
+      'tempers the scores before they are normalised (outside, it only rescales the output). '
+      'With d = 1, as here, the two give the same numbers; for d > 1 they differ.', attention])
+
+
+def _cnn_section(workdir, config):
+  sweep = _read(workdir, 'cnn', 'sweep.json')
+  rows, train_loss, val_accuracy = [], {}, {}
+  for learning_rate, run in zip(config.learning_rates, sweep['runs']):
+    results = _read(run['workdir'], records.RESULTS_FILE)
+    history = records.read_metrics(run['workdir'])
+    homework = HOMEWORK_CNN_ACCURACY.get(learning_rate)
+    rows.append([f'{learning_rate:g}' + (' (best)' if run['is_best'] else ''),
+                 f"{results['test_accuracy'] * 100:.2f} %",
+                 f'{homework * 100:.2f} %' if homework is not None else '-',
+                 results['best_epoch'], f"{results['val_accuracy']:.4f}",
+                 f"{history[-1]['val_accuracy']:.4f}", _minutes(results['train_seconds'])])
+    epochs = [r['epoch'] for r in history]
+    train_loss[f'lr {learning_rate:g}'] = (epochs, [r['train_loss'] for r in history])
+    val_accuracy[f'lr {learning_rate:g}'] = (epochs, [r['val_accuracy'] for r in history])
+  figures = os.path.join(workdir, FIGURES)
+  plots.plot_curves(train_loss, 'training loss', os.path.join(figures, 'cnn_train_loss.png'),
+                    'CNN training loss per learning rate', log_y=True)
+  plots.plot_curves(val_accuracy, 'validation accuracy',
+                    os.path.join(figures, 'cnn_val_accuracy.png'),
+                    'CNN validation accuracy per learning rate')
+  best = next(r for r in sweep['runs'] if r['is_best'])
+  maps = _copy_figure(workdir, os.path.join(best['workdir'], 'activation_maps.png'),
+                      'cnn_activation_maps.png')
+  sizes = _read(best['workdir'], records.RESULTS_FILE).get('examples', {})
+  cnn = config.cnn
+  return '\n\n'.join([
+      '## Question 2: CNN image classification',
+      f"Data: {_cnn_data(config)}; {sizes.get('train', '?')} training, "
+      f"{sizes.get('validation', '?')} validation and {sizes.get('test', '?')} test images. "
+      f'Settings: Adam, batch {cnn.batch_size}, dropout {cnn.dropout_rate}, '
+      f'{_count(cnn.num_epochs, "epoch")}, seed {cnn.seed}; the test accuracy is that of the epoch with the best validation accuracy. '
+      'The homework trained on the 60,000 KMNIST training images'
+      + ('.' if cnn.dataset == 'kmnist' and not cnn.split_test_images and not cnn.data_dir else
+         ', so the measured column answers the same question on other data.'),
+      _table(['learning rate', 'test accuracy (measured)', 'test accuracy (homework)',
+              'best epoch', 'best validation accuracy', 'final validation accuracy',
+              'training time'], rows),
+      '![CNN training loss](figures/cnn_train_loss.png)\n'
+      '![CNN validation accuracy](figures/cnn_val_accuracy.png)',
+      f'First-layer activation maps (before ReLU) of the best run ({best["value"]}) on a '
+      f'training image:\n\n![activation maps]({maps})' if maps else ''])
+
+
+def _translation_section(workdir, config):
+  rows, train_loss, val_error = [], {}, {}
+  for name, label in MODEL_NAMES.items():
+    run = os.path.join(workdir, 'translation', name)
+    results = _read(run, records.RESULTS_FILE)
+    history = records.read_metrics(run)
+    rows.append([label, f"{results['test_error_rate']:.4f}",
+                 f'{HOMEWORK_TRANSLATION_ERROR[name]:.4f}', f"{results['test_exact_match']:.3f}",
+                 f"{results['test_chrf']:.1f}", f"{results['test_bleu']:.1f}",
+                 results['best_epoch'], _minutes(results['train_seconds'])])
+    epochs = [r['epoch'] for r in history]
+    train_loss[label] = (epochs, [r['train_loss'] for r in history])
+    val_error[label] = (epochs, [r['val_error_rate'] for r in history])
+  figures = os.path.join(workdir, FIGURES)
+  plots.plot_curves(train_loss, 'training loss',
+                    os.path.join(figures, 'translation_train_loss.png'),
+                    'translation training loss')
+  plots.plot_curves(val_error, 'validation error rate',
+                    os.path.join(figures, 'translation_val_error_rate.png'),
+                    'translation validation error rate')
+  heat_maps = [_copy_figure(workdir, os.path.join(workdir, 'translation', 'attention',
+                                                  f'attention_{i}.png'), f'attention_{i}.png')
+               for i in range(config.translation.num_attention_plots)]
+  t = config.translation
+  sizes = _read(os.path.join(workdir, 'translation', 'attention'),
+                records.RESULTS_FILE).get('examples', {})
+  return '\n\n'.join([
+      '## Question 3: character-level Spanish to English translation',
+      f"Data: `{t.data_dir}` ({sizes.get('train', '?')} training pairs of at most "
+      f"{t.max_length} characters, {sizes.get('validation', '?')} validation, "
+      f"{sizes.get('test', '?')} test). Settings: Adam {t.learning_rate}, batch {t.batch_size}, "
+      f'hidden size {t.hidden_size}, dropout {t.dropout_rate}, {_count(t.num_epochs, "epoch")}, '
+      'greedy '
+      'decoding. Error rate = mean Levenshtein(reference, prediction) / len(reference), the '
+      "homework's selection metric; chrF and BLEU are sacrebleu's corpus scores (0-100).",
+      _table(['model', 'test error rate (measured)', 'test error rate (homework)',
+              'exact match', 'chrF', 'BLEU', 'best epoch', 'training time'], rows),
+      '![translation training loss](figures/translation_train_loss.png)\n'
+      '![translation validation error rate](figures/translation_val_error_rate.png)',
+      'Attention of the attention model over the source while it writes its (greedy) '
+      'translation of the first test sentences:\n\n'
+      + '\n'.join(f'![attention {i}]({link})' for i, link in enumerate(heat_maps) if link)])
+
+
+def _beam_section(workdir, config):
+  rows = _read(workdir, 'beam', 'beam.json')
+  wanted = {(m, k, a) for m in MODEL_NAMES for k in config.beam_sizes
+            for a in config.length_penalties}
+  table = _table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
+                  'chrF', 'BLEU'],
+                 [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
+                   f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
+                   f"{r['bleu']:.1f}"]
+                  for r in rows if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
+  best = {m: min((r for r in rows if r['model'] == m), key=lambda r: r['error_rate'])
+          for m in MODEL_NAMES}
+  greedy = {m: next(r for r in rows if r['model'] == m and r['beam_size'] == 1)
+            for m in MODEL_NAMES}
+  summary = '; '.join(
+      f"{MODEL_NAMES[m]}: greedy {greedy[m]['error_rate']:.4f} -> {best[m]['error_rate']:.4f} "
+      f"(beam {best[m]['beam_size']}, length penalty {best[m]['length_penalty']:g})"
+      for m in MODEL_NAMES)
+  return '\n\n'.join([
+      '## Question 3 (c): beam search',
+      'Test set, each model\'s best checkpoint; beam size 1 is greedy decoding; the length '
+      'penalty is GNMT\'s alpha. The homework report gives no beam table to compare with. '
+      f'Best error rate per model: {summary}.', table])
