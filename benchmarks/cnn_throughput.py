@@ -6,11 +6,13 @@ Both sides train with Adam on the same images, one after the other on this machi
 of 3 epochs: the first `--examples` training images of DATA, or, where DATA has only test images
 (the repository's data/kmnist), its test images. Ours: the jitted multi-step of hw2/train.py (the
 code the trainer runs), compilation excluded.
-Prints one JSON line per batch size with both rates and their ratio.
+Prints the peak (a 2048 x 2048 float32 matrix product, measured in the same run), then one JSON
+line per batch size with both rates, their ratio, and our GFLOP/s (FLOPs from XLA's cost
+analysis of the compiled step) with its fraction of the peak.
 """
 import argparse
 
-from common import KMNIST_DIR, cnn_task, emit, torch_baseline, training_rate
+from common import KMNIST_DIR, cnn_task, emit, peak_gflops, torch_baseline, training_rate
 
 
 def main():
@@ -18,12 +20,15 @@ def main():
   parser.add_argument('--data', default=KMNIST_DIR, help='a folder of IDX gzip files')
   parser.add_argument('--examples', type=int, default=8000)
   args = parser.parse_args()
+  peak = peak_gflops()
+  emit(benchmark='peak_matmul_2048', gflop_per_s=round(peak, 1))
   for batch_size in (8, 64):
-    ours, _ = training_rate(*cnn_task(args.data, batch_size, args.examples))
+    ours, gflops, _ = training_rate(*cnn_task(args.data, batch_size, args.examples))
     reference = max(r['examples_per_s'] for r in torch_baseline(
         'cnn', '--data', args.data, '--batch', str(batch_size), '--examples', str(args.examples),
         '--epochs', '3'))
     emit(benchmark='cnn_train', batch_size=batch_size, jax_examples_per_s=round(ours, 1),
+         jax_gflop_per_s=round(gflops, 1), fraction_of_peak=round(gflops / peak, 3),
          torch_examples_per_s=reference, ratio=round(ours / reference, 2))
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -62,7 +63,8 @@ def training_rate(config, task, repeats=3):
   training set on this process's device mesh (best of `repeats` epochs after one that compiles).
 
   Returns:
-    (examples/s, the train state after the last epoch).
+    (examples/s, GFLOP/s, the train state after the last epoch). The FLOPs of a step are XLA's
+    own cost analysis of the compiled step (a scan of one step: XLA counts a loop body once).
   """
   from hw2 import parallel  # pylint: disable=g-import-not-at-top
   from hw2 import train  # pylint: disable=g-import-not-at-top
@@ -81,7 +83,18 @@ def training_rate(config, task, repeats=3):
     return metrics['loss']
 
   seconds = timed(run_epoch, repeats=repeats)
-  return n // config.batch_size * config.batch_size / seconds, holder['state']
+  one_step = parallel.put_batch(np.zeros((1, config.batch_size), np.int32), axis=1)
+  step_flops = multi_step.lower(holder['state'], data, one_step, rng).compile().cost_analysis()[
+      'flops']
+  steps = n // config.batch_size
+  return steps * config.batch_size / seconds, steps * step_flops / seconds / 1e9, holder['state']
+
+
+def peak_gflops(size=2048):
+  """This machine's practical float32 peak: GFLOP/s of a large matrix product (best of 3)."""
+  a = jax.random.normal(jax.random.key(0), (size, size), jax.numpy.float32)
+  product = jax.jit(lambda x: x @ x)
+  return 2 * size**3 / timed(product, a) / 1e9
 
 
 def torch_baseline(*args):

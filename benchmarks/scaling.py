@@ -24,12 +24,12 @@ def measure(args):
   import jax  # pylint: disable=g-import-not-at-top
   devices = jax.device_count()
   config, task = cnn_task(args.cnn_data, args.cnn_batch, args.cnn_examples)
-  rate, _ = training_rate(config, task)
+  rate, _, _ = training_rate(config, task)
   emit(benchmark='scaling', model='cnn', devices=devices, batch_size=args.cnn_batch,
        examples_per_s=round(rate, 1), platform=jax.devices()[0].platform)
   config, task = s2s_task(args.s2s_data)
   config.batch_size = args.s2s_batch
-  rate, _ = training_rate(config, task)
+  rate, _, _ = training_rate(config, task)
   emit(benchmark='scaling', model='s2s_attention', devices=devices, batch_size=args.s2s_batch,
        examples_per_s=round(rate, 1), platform=jax.devices()[0].platform)
 

@@ -10,7 +10,7 @@ each, as its homework code does. Prints JSON lines with both sides and the ratio
 """
 import argparse
 
-from common import SPA_ENG_DIR, emit, s2s_task, timed, torch_baseline, training_rate
+from common import SPA_ENG_DIR, emit, peak_gflops, s2s_task, timed, torch_baseline, training_rate
 
 
 def main():
@@ -18,7 +18,8 @@ def main():
   parser.add_argument('--data', default=SPA_ENG_DIR)
   args = parser.parse_args()
   config, task = s2s_task(args.data)
-  train_examples_per_s, state = training_rate(config, task)
+  peak = peak_gflops()
+  train_examples_per_s, train_gflops, state = training_rate(config, task)
   params = state.params
 
   validation = [s for s, _ in task.splits['validation']]
@@ -32,7 +33,9 @@ def main():
   torch_train = max(r['examples_per_s'] for r in reference)
   torch_greedy = min(r['greedy_decode_seconds'] for r in reference)
   emit(benchmark='s2s_train_attention', batch_size=config.batch_size,
-       jax_examples_per_s=round(train_examples_per_s, 1), torch_examples_per_s=torch_train,
+       jax_examples_per_s=round(train_examples_per_s, 1), jax_gflop_per_s=round(train_gflops, 1),
+       peak_gflop_per_s=round(peak, 1), fraction_of_peak=round(train_gflops / peak, 3),
+       torch_examples_per_s=torch_train,
        ratio=round(train_examples_per_s / torch_train, 2))
   emit(benchmark='s2s_greedy_decode_validation', sentences=len(validation),
        jax_seconds=round(greedy_seconds, 4),

@@ -116,7 +116,7 @@ def test_choices_match_the_registries():
   assert set(validation.CHOICES['optimizer']) == set(train.OPTIMIZERS)
   assert set(validation.CHOICES['dataset']) == set(images.DATASETS)
   assert set(validation.CHOICES['normalize']) == set(text.NORMALIZERS)
-  assert set(validation.CHOICES['task']) == set(tasks.TASKS) | {'theory'}
+  assert set(validation.CHOICES['task']) == set(tasks.TASKS) | {'theory', 'homework'}
 
 
 # --- Property: validation accepts a value or raises UserError, and what it accepts builds. ------
