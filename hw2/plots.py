@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 from hw2 import parallel  # pylint: disable=wrong-import-position
@@ -34,6 +35,7 @@ def plot_curves(series, ylabel, path, title=None, log_y=False):
   for label, (epochs, values) in series.items():
     ax.plot(epochs, values, marker='o', markersize=3, label=label)
   ax.set_xlabel('epoch')
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   ax.set_ylabel(ylabel)
   ax.set_title(title or ylabel)
   if log_y:
@@ -63,11 +65,13 @@ def plot_attention(weights, source, prediction, path):
   """Heat map of attention weights [len(prediction), len(source)]; source and prediction are
   sequences of labels (characters), a space shown as an open box."""
   fig, ax = plt.subplots(figsize=(0.3 * len(source) + 1.5, 0.3 * len(prediction) + 1.5))
-  ax.imshow(weights, cmap='Greys', vmin=0.0, vmax=1.0)
+  image = ax.imshow(weights, cmap='Greys', vmin=0.0, vmax=1.0)
   ax.set_xticks(range(len(source)), labels=[c if c != ' ' else '\u2423' for c in source])
   ax.set_yticks(range(len(prediction)), labels=[c if c != ' ' else '\u2423' for c in prediction])
   ax.set_xlabel('source')
   ax.set_ylabel('prediction')
+  ax.set_title('"{}" -> "{}"'.format(''.join(source), ''.join(prediction[:-1])), fontsize=9)
+  fig.colorbar(image, ax=ax, fraction=0.04, pad=0.03, label='attention weight')
   _save(fig, path)
 
 
@@ -79,4 +83,6 @@ def plot_sparsity(matrix, path, title):
   ax.set_title(title)
   ax.set_xlabel('input index (row-major)')
   ax.set_ylabel('output index (row-major)')
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+  ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   _save(fig, path)

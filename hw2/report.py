@@ -70,6 +70,13 @@ def _overrides(config):
   return flags
 
 
+def _shown(path):
+  """A data path as a reader can use it: relative to the repository when it lies inside it."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  absolute = os.path.abspath(path)
+  return os.path.relpath(absolute, root) if absolute.startswith(root + os.sep) else path
+
+
 def _copy_figure(workdir, source, name):
   """Copies a PNG of a part into WORKDIR/figures/; returns its link relative to the report."""
   if not os.path.exists(source):
@@ -80,7 +87,7 @@ def _copy_figure(workdir, source, name):
 
 def _cnn_data(config):
   cnn = config.cnn
-  source = (f'IDX files in `{cnn.data_dir}`' if cnn.data_dir else 'TFDS (downloaded)')
+  source = (f'IDX files in `{_shown(cnn.data_dir)}`' if cnn.data_dir else 'TFDS (downloaded)')
   if cnn.split_test_images:
     source += (f', its test images only: {cnn.split_test_images} held out as the test split, '
                'the others divided into train and validation')
@@ -246,7 +253,7 @@ def _translation_section(workdir, config):
                 records.RESULTS_FILE).get('examples', {})
   return '\n\n'.join([
       '## Question 3: character-level Spanish to English translation',
-      f"Data: `{t.data_dir}` ({sizes.get('train', '?')} training pairs of at most "
+      f"Data: `{_shown(t.data_dir)}` ({sizes.get('train', '?')} training pairs of at most "
       f"{t.max_length} characters, {sizes.get('validation', '?')} validation, "
       f"{sizes.get('test', '?')} test). Settings: Adam {t.learning_rate}, batch {t.batch_size}, "
       f'hidden size {t.hidden_size}, dropout {t.dropout_rate}, {_count(t.num_epochs, "epoch")}, '
