@@ -37,10 +37,15 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, de
   if not detect and not 0 <= process_id < num_processes:
     raise UserError(f'--process_id={process_id} must lie in [0, {num_processes}) '
                     f'(--num_processes={num_processes})')
-  if detect:
-    jax.distributed.initialize()
-  else:
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  try:
+    if detect:
+      jax.distributed.initialize()
+    else:
+      jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  except (RuntimeError, ValueError) as e:  # No coordinator, no cluster detected, a timeout, ...
+    where = 'the cluster JAX detects' if detect else f'--coordinator_address={coordinator_address}'
+    raise UserError(f'could not start the multi-process run at {where}: '
+                    f'{" ".join(str(e).split())[:300]}') from None
   _process.update(index=jax.process_index(), count=jax.process_count())
 
 

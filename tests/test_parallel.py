@@ -121,6 +121,17 @@ def test_run_started_on_4_devices_resumes_on_1(cnn_args, cnn_runs, tmp_path):
   assert_same_numbers(str(workdir), cnn_runs[1], 'accuracy')
 
 
+@pytest.mark.parametrize('flags, fragment', [
+    (['--num_processes=2'], '--coordinator_address, --num_processes and --process_id go together'),
+    (['--coordinator_address=127.0.0.1:1', '--num_processes=2', '--process_id=2'],
+     '--process_id=2 must lie in [0, 2)'),
+])
+def test_incomplete_cluster_flags(cnn_args, tmp_path, flags, fragment):
+  result = main_py([*cnn_args, '--workdir', str(tmp_path / 'w'), *flags])
+  assert_one_error_line(result, fragment)
+  assert not (tmp_path / 'w').exists()
+
+
 def test_batch_that_does_not_divide_by_the_devices(cnn_args, tmp_path):
   workdir = tmp_path / 'w'
   result = main_py([*cnn_args, '--config.batch_size=50', '--workdir', str(workdir)], devices=4)
