@@ -40,8 +40,8 @@ def check_not_a_file(workdir):
 def writer(workdir):
   """Holds the workdir's exclusive lock for the duration of the block (creating the folder).
 
-  Re-entrant within a process: main.py takes the lock before importing JAX, and the loop it calls
-  takes it again.
+  Re-entrant within a process: main.py takes the lock before importing the model code (flax,
+  orbax), and the loop it calls takes it again.
 
   Raises:
     UserError: `workdir` is a file, or another process holds the lock.
