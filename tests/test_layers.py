@@ -1,9 +1,11 @@
-"""HashDropout: the masks behave like dropout masks."""
+"""HashDropout: the masks behave like dropout masks. Dropout: nn.Dropout's masks, bit for bit."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from hw2.models.layers import HashDropout, hashed_bits
+from hw2.models.layers import Dropout, HashDropout, hashed_bits, threefry_bits
 
 
 def _apply(rate, x, seed, deterministic=False):
@@ -40,3 +42,29 @@ def test_identity_when_deterministic_or_rate_zero():
   x = jax.random.normal(jax.random.key(4), (8, 16))
   np.testing.assert_array_equal(_apply(0.3, x, 0, deterministic=True), x)
   np.testing.assert_array_equal(_apply(0.0, x, 0), x)
+
+
+@pytest.mark.parametrize('shape', [(8, 600), (3, 5, 7), (1,), (64, 600)])
+def test_threefry_bits_are_jax_random_bits(shape):
+  for seed in range(3):
+    key = jax.random.fold_in(jax.random.key(seed), 11)
+    np.testing.assert_array_equal(jax.jit(threefry_bits, static_argnums=1)(key, shape),
+                                  jax.random.bits(key, shape, jnp.uint32))
+
+
+@pytest.mark.parametrize('rate', [0.3, 0.5, 0.9])
+def test_dropout_equals_flax_dropout_bit_for_bit(rate):
+  x = jax.random.normal(jax.random.key(9), (16, 600)) + 3.0
+  for seed in range(3):
+    rngs = {'dropout': jax.random.key(seed)}
+    ours = jax.jit(lambda x: Dropout(rate).apply({}, x, False, rngs=rngs))(x)
+    np.testing.assert_array_equal(ours, nn.Dropout(rate).apply({}, x, False, rngs=rngs))
+    assert abs(float((ours == 0).mean()) - rate) < 0.03
+  np.testing.assert_array_equal(Dropout(rate).apply({}, x, True), x)
+
+
+def test_dropout_takes_jax_path_for_other_key_types():
+  x = jnp.ones((4, 50))
+  rngs = {'dropout': jax.random.key(1, impl='rbg')}
+  np.testing.assert_array_equal(Dropout(0.3).apply({}, x, False, rngs=rngs),
+                                nn.Dropout(0.3).apply({}, x, False, rngs=rngs))

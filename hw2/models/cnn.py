@@ -1,79 +1,151 @@
 """The homework's small CNN for 28x28 grey images (420,906 parameters with 10 classes).
 
-The two convolutions and poolings are written for speed at the homework's tiny batch (8): a
-convolution as one matrix product over shifted slices of the input (im2col), and 2x2 max-pooling as
-a reshape + max. Both compute exactly what `lax.conv_general_dilated` and `nn.max_pool` compute
-(tests/test_cnn.py checks it); on CPU they train about 3x faster than the library ops because
-their gradients avoid XLA's slow small-convolution and select-and-scatter kernels.
+conv(8, 5x5, pad 2) -> ReLU -> maxpool 2 -> conv(16, 3x3) -> ReLU -> maxpool 2 -> dense 600 ->
+ReLU -> dropout -> dense 120 -> ReLU -> dense classes: the function of nn.Conv + nn.max_pool +
+nn.Dense + nn.Dropout (tests/test_cnn.py checks outputs, gradients and 20 Adam steps against them),
+with their parameters (the same tree, shapes and initial values), written for speed on CPU:
+
+- Each convolution + ReLU + 2x2 max-pooling is one matrix product. For a pooled output position,
+  the (KH + 1) x (KW + 1) input window under its 2x2 pooling window holds everything its four
+  convolution outputs read; a [4 * O, (KH+1)(KW+1)C] matrix built from the kernel (`pooled_kernel`)
+  gives those four outputs from the window's pixels, and the pooled value is their max (then bias
+  and ReLU, which commute with the max). No pooling or scatter kernels remain in the gradient.
+- Activations are channel-major ([C, ..., positions]) so that every product has a long, contiguous
+  last dimension, and the first block's output is kept in space-to-depth order (row parity,
+  column parity, batch, 7, 7), so that the second block's stride-2 windows are four unit-stride
+  slices whose gradient is four plain pads.
 """
 import flax.linen as nn
+import jax
+from jax import lax
 import jax.numpy as jnp
 
-
-def im2col_conv(inputs, kernel, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                dimension_numbers=None, feature_group_count=1, **unused_kwargs):
-  """Stride-1 NHWC convolution (cross-correlation) as a matrix product; fits `nn.Conv`.
-
-  Args:
-    inputs: [B, H, W, C_in].
-    kernel: [KH, KW, C_in, C_out] (HWIO).
-    window_strides: must be all 1.
-    padding: 'VALID' or ((top, bottom), (left, right)).
-  Returns:
-    [B, H + top + bottom - KH + 1, W + left + right - KW + 1, C_out], where
-    out[b, i, j, o] = sum_{m, n, c} x_pad[b, i + m, j + n, c] * kernel[m, n, c, o].
-  """
-  del dimension_numbers  # nn.Conv always passes NHWC / HWIO here.
-  if (tuple(window_strides) != (1, 1) or feature_group_count != 1
-      or any(d not in (None, 1, (1, 1)) for d in (lhs_dilation, rhs_dilation))):
-    raise ValueError('im2col_conv supports stride 1, no dilation, one feature group')
-  kh, kw, c_in, c_out = kernel.shape
-  if isinstance(padding, str):
-    if padding != 'VALID':
-      raise ValueError(f'im2col_conv takes explicit or VALID padding, not {padding!r}')
-    padding = ((0, 0), (0, 0))
-  x = jnp.pad(inputs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
-  out_h, out_w = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-  # columns[b, i, j, (m * KW + n) * C_in + c] = x[b, i + m, j + n, c]
-  columns = jnp.concatenate(
-      [x[:, m:m + out_h, n:n + out_w, :] for m in range(kh) for n in range(kw)], axis=-1)
-  return columns @ kernel.reshape(kh * kw * c_in, c_out)
+from hw2.models.layers import Dropout
 
 
-def max_pool_2x2(x):
-  """2x2 max-pooling with stride 2 (odd trailing rows/columns dropped): [B, H, W, C] ->
-  [B, H // 2, W // 2, C]."""
-  b, h, w, c = x.shape
-  x = x[:, :h // 2 * 2, :w // 2 * 2]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+class ConvParameters(nn.Module):
+  """The parameters of nn.Conv(features=O, kernel_size=(KH, KW)): kernel [KH, KW, C, O] and bias
+  [O], initialised as nn.Conv initialises them."""
+  kernel_shape: tuple
+
+  @nn.compact
+  def __call__(self):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), self.kernel_shape, jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), self.kernel_shape[-1:], jnp.float32)
+    return kernel, bias
+
+
+@jax.custom_vjp
+def max_of_4(x):
+  """[4, O, N] -> [O, N]: the max over the leading axis, with reduce_max's gradient (tied maxima
+  share it), as elementwise ops: on CPU XLA's reduce over a short leading axis is slow."""
+  return jnp.maximum(jnp.maximum(x[0], x[1]), jnp.maximum(x[2], x[3]))
+
+
+def _max_of_4_fwd(x):
+  m = max_of_4(x)
+  return m, (x, m)
+
+
+def _max_of_4_bwd(residuals, g):
+  x, m = residuals
+  hits = [x[k] == m for k in range(4)]
+  share = g / sum(h.astype(g.dtype) for h in hits)
+  return (jnp.stack([jnp.where(h, share, 0.0) for h in hits]),)
+
+
+max_of_4.defvjp(_max_of_4_fwd, _max_of_4_bwd)
+
+
+def pooled_kernel(kernel):
+  """[KH, KW, C, O] -> [4 * O, KH + 1, KW + 1, C]: entry [(di, dj, o), p, q, c] is
+  kernel[p - di, q - dj, c, o] (0 outside the kernel), so that its product with the (KH + 1) x
+  (KW + 1) window under a 2x2 pooling window gives the convolution at the four offsets (di, dj)."""
+  kh, kw, c, o = kernel.shape
+  shifted = jnp.stack([jnp.pad(kernel, ((di, 1 - di), (dj, 1 - dj), (0, 0), (0, 0)))
+                       for di in (0, 1) for dj in (0, 1)])  # [4, KH+1, KW+1, C, O]
+  return shifted.transpose(0, 4, 1, 2, 3).reshape(4 * o, kh + 1, kw + 1, c)
+
+
+def conv1_windows(images):
+  """[B, 28, 28, 1] -> [36, 4 * B * 49]: the 6x6 window (of the image padded by 2) under each 2x2
+  pooling window of the first convolution's 28x28 output. Row (p, q) is the window pixel; column
+  (r, s, b, I, J) is the pooled position (2 I + r, 2 J + s), I, J < 7, of image b."""
+  b = images.shape[0]
+  x = jnp.pad(images[..., 0], ((0, 0), (2, 2), (2, 2)))  # [B, 32, 32]
+  x = x.reshape(b, 8, 4, 8, 4).transpose(2, 4, 0, 1, 3)  # [t, u, B, 8, 8]: row 4 i + t, col 4 j + u
+  rows = []
+  for p in range(6):
+    for q in range(6):
+      for r in range(2):
+        for s in range(2):  # Pixel row 2 (2 I + r) + p = 4 (I + k) + t.
+          (k, t), (l, u) = divmod(2 * r + p, 4), divmod(2 * s + q, 4)
+          rows.append(x[t, u, :, k:k + 7, l:l + 7])
+  return jnp.stack(rows).reshape(36, 4 * b * 49)
+
+
+@jax.custom_vjp
+def conv2_windows(pooled):
+  """[8, 2, 2, B, 7, 7] (channel c, row parity r, column parity s, b, I, J: the first block's
+  output in space-to-depth order) -> [128, B * 36]: the 4x4 window under each 2x2 pooling window of
+  the second convolution's 12x12 output. Row (a, e, c, r, s) is window pixel (2 a + r, 2 e + s);
+  column (b, i, j) the pooled position, i, j < 6."""
+  return _conv2_windows(pooled)
+
+
+def _conv2_windows(pooled):
+  b = pooled.shape[3]
+  x = pooled.reshape(32 * b, 7, 7)
+  return jnp.stack([x[:, a:a + 6, e:e + 6] for a in (0, 1) for e in (0, 1)]).reshape(128, b * 36)
+
+
+def _conv2_windows_fwd(pooled):
+  return _conv2_windows(pooled), pooled.shape
+
+
+def _conv2_windows_bwd(shape, g):  # The four slices' transposes, as pads of rank-3 arrays.
+  g = g.reshape(4, 32 * shape[3], 6, 6)
+  pads = [jnp.pad(g[2 * a + e], ((0, 0), (a, 1 - a), (e, 1 - e))) for a in (0, 1) for e in (0, 1)]
+  return (((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(shape),)
+
+
+conv2_windows.defvjp(_conv2_windows_fwd, _conv2_windows_bwd)
+
+
+def _pooled_relu(products, bias):
+  """[4 * O, N] products -> ReLU(max over the 4 offsets + bias): [O, N]."""
+  o = bias.shape[0]
+  return nn.relu(max_of_4(products.reshape(4, o, -1)) + bias[:, None])
 
 
 class CNN(nn.Module):
-  """conv(8, 5x5, pad 2) -> ReLU -> maxpool 2 -> conv(16, 3x3) -> ReLU -> maxpool 2 -> 576 ->
-  dense 600 -> ReLU -> dropout -> dense 120 -> ReLU -> dense num_classes (logits).
-
-  Inputs are NHWC images [B, 28, 28, 1]; outputs are logits [B, num_classes].
-  """
+  """Inputs are NHWC images [B, 28, 28, 1]; outputs are logits [B, num_classes]."""
   num_classes: int = 10
   dropout_rate: float = 0.3
 
   def setup(self):
-    self.conv1 = nn.Conv(8, (5, 5), padding=2, conv_general_dilated=im2col_conv)
-    self.conv2 = nn.Conv(16, (3, 3), padding='VALID', conv_general_dilated=im2col_conv)
+    self.conv1 = ConvParameters((5, 5, 1, 8))
+    self.conv2 = ConvParameters((3, 3, 8, 16))
     self.dense1 = nn.Dense(600)
     self.dense2 = nn.Dense(120)
     self.dense3 = nn.Dense(self.num_classes)
-    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dropout = Dropout(self.dropout_rate)
 
   def first_layer_maps(self, images):
     """Activation maps of the first convolution, before its ReLU: [B, 28, 28, 8]."""
-    return self.conv1(images)
+    kernel, bias = self.conv1()
+    return lax.conv_general_dilated(images, kernel, (1, 1), ((2, 2), (2, 2)),
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
 
   def __call__(self, images, train=False):
     """images [B, 28, 28, 1] float32 -> logits [B, num_classes]. `train` enables dropout."""
-    x = max_pool_2x2(nn.relu(self.conv1(images)))  # [B, 14, 14, 8]
-    x = max_pool_2x2(nn.relu(self.conv2(x)))  # [B, 6, 6, 16]
-    x = x.reshape(x.shape[0], -1)  # [B, 576]
+    b = images.shape[0]
+    kernel, bias = self.conv1()
+    x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias)
+    kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
+    matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
+    x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x.reshape(8, 2, 2, b, 7, 7)), bias)
+    x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # [B, 576] in (h, w, c) order
     x = nn.relu(self.dense1(x))
     x = self.dropout(x, deterministic=not train)
     x = nn.relu(self.dense2(x))
