@@ -10,10 +10,10 @@ with their parameters (the same tree, shapes and initial values), written for sp
   convolution outputs read; a [4 * O, (KH+1)(KW+1)C] matrix built from the kernel (`pooled_kernel`)
   gives those four outputs from the window's pixels, and the pooled value is their max (then bias
   and ReLU, which commute with the max). No pooling or scatter kernels remain in the gradient.
-- Activations are channel-major ([C, ..., positions]) so that every product has a long, contiguous
-  last dimension, and the first block's output is kept in space-to-depth order (row parity,
-  column parity, batch, 7, 7), so that the second block's stride-2 windows are four unit-stride
-  slices whose gradient is four plain pads.
+- Activations are channel-major ([C, batch * positions]) so that every product has a long,
+  contiguous last dimension that a batch split over devices splits, and the first block's output
+  is kept in space-to-depth order (batch, row parity, column parity, 7, 7), so that the second
+  block's stride-2 windows are four unit-stride slices whose gradient is four plain pads.
 """
 import flax.linen as nn
 import jax
@@ -68,25 +68,28 @@ def pooled_kernel(kernel):
 
 
 def conv1_windows(images):
-  """[B, 28, 28, 1] -> [36, 4 * B * 49]: the 6x6 window (of the image padded by 2) under each 2x2
+  """[B, 28, 28, 1] -> [36, B * 196]: the 6x6 window (of the image padded by 2) under each 2x2
   pooling window of the first convolution's 28x28 output. Row (p, q) is the window pixel; column
-  (r, s, b, I, J) is the pooled position (2 I + r, 2 J + s), I, J < 7, of image b."""
+  (b, r, s, I, J) is the pooled position (2 I + r, 2 J + s), I, J < 7, of image b (the batch
+  leads, so that a batch split over devices splits the columns)."""
   b = images.shape[0]
   x = jnp.pad(images[..., 0], ((0, 0), (2, 2), (2, 2)))  # [B, 32, 32]
-  x = x.reshape(b, 8, 4, 8, 4).transpose(2, 4, 0, 1, 3)  # [t, u, B, 8, 8]: row 4 i + t, col 4 j + u
+  x = x.reshape(b, 8, 4, 8, 4).transpose(0, 2, 4, 1, 3)  # [B, t, u, 8, 8]: row 4 i + t, col 4 j + u
   rows = []
   for p in range(6):
     for q in range(6):
+      parities = []
       for r in range(2):
         for s in range(2):  # Pixel row 2 (2 I + r) + p = 4 (I + k) + t.
           (k, t), (l, u) = divmod(2 * r + p, 4), divmod(2 * s + q, 4)
-          rows.append(x[t, u, :, k:k + 7, l:l + 7])
-  return jnp.stack(rows).reshape(36, 4 * b * 49)
+          parities.append(x[:, t, u, k:k + 7, l:l + 7])
+      rows.append(jnp.stack(parities, axis=1))  # [B, 4, 7, 7]
+  return jnp.stack(rows).reshape(36, b * 196)
 
 
 @jax.custom_vjp
 def conv2_windows(pooled):
-  """[8, 2, 2, B, 7, 7] (channel c, row parity r, column parity s, b, I, J: the first block's
+  """[8, B, 2, 2, 7, 7] (channel c, b, row parity r, column parity s, I, J: the first block's
   output in space-to-depth order) -> [128, B * 36]: the 4x4 window under each 2x2 pooling window of
   the second convolution's 12x12 output. Row (a, e, c, r, s) is window pixel (2 a + r, 2 e + s);
   column (b, i, j) the pooled position, i, j < 6."""
@@ -94,19 +97,22 @@ def conv2_windows(pooled):
 
 
 def _conv2_windows(pooled):
-  b = pooled.shape[3]
-  x = pooled.reshape(32 * b, 7, 7)
-  return jnp.stack([x[:, a:a + 6, e:e + 6] for a in (0, 1) for e in (0, 1)]).reshape(128, b * 36)
+  b = pooled.shape[1]
+  x = pooled.transpose(0, 2, 3, 1, 4, 5).reshape(32, b, 7, 7)
+  return jnp.stack([x[..., a:a + 6, e:e + 6] for a in (0, 1) for e in (0, 1)]).reshape(128, b * 36)
 
 
 def _conv2_windows_fwd(pooled):
   return _conv2_windows(pooled), pooled.shape
 
 
-def _conv2_windows_bwd(shape, g):  # The four slices' transposes, as pads of rank-3 arrays.
-  g = g.reshape(4, 32 * shape[3], 6, 6)
-  pads = [jnp.pad(g[2 * a + e], ((0, 0), (a, 1 - a), (e, 1 - e))) for a in (0, 1) for e in (0, 1)]
-  return (((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(shape),)
+def _conv2_windows_bwd(shape, g):  # The four slices' transposes: plain pads.
+  b = shape[1]
+  g = g.reshape(4, 32, b, 6, 6)
+  pads = [jnp.pad(g[2 * a + e], ((0, 0), (0, 0), (a, 1 - a), (e, 1 - e)))
+          for a in (0, 1) for e in (0, 1)]
+  x = ((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(8, 2, 2, b, 7, 7)
+  return (x.transpose(0, 3, 1, 2, 4, 5),)
 
 
 conv2_windows.defvjp(_conv2_windows_fwd, _conv2_windows_bwd)
@@ -144,7 +150,7 @@ class CNN(nn.Module):
     x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias)
     kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
     matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
-    x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x.reshape(8, 2, 2, b, 7, 7)), bias)
+    x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x.reshape(8, b, 2, 2, 7, 7)), bias)
     x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # [B, 576] in (h, w, c) order
     x = nn.relu(self.dense1(x))
     x = self.dropout(x, deterministic=not train)
