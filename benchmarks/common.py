@@ -2,6 +2,7 @@
 
 Both sides are measured the same way: the best of 3 (epochs or repeats), compilation excluded.
 """
+import functools
 import json
 import os
 import subprocess
@@ -106,3 +107,41 @@ def torch_baseline(*args):
   result = subprocess.run([sys.executable, TORCH_BASELINE, *args], capture_output=True,
                           text=True, check=True)
   return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith('{')]
+
+
+def decoding_flops(task, params, sources):
+  """FLOPs of task.translate(params, sources), from XLA's cost analysis: per batch (formed as
+  translate forms them), the compiled search (its loop body counted once, as XLA counts loops)
+  plus (steps run - 1) x the compiled decoder step, with the steps the search reports."""
+  from hw2.data import batching  # pylint: disable=g-import-not-at-top
+  from hw2.models.seq2seq import Seq2Seq  # pylint: disable=g-import-not-at-top
+  from hw2.tasks import translation  # pylint: disable=g-import-not-at-top
+  config, model = task.config, task.model
+  k = config.decode.beam_size
+  search = jax.jit(translation.make_decode_fn(model, k, config.decode.max_length,
+                                              config.decode.length_penalty, return_steps=True))
+  encode = functools.partial(model.apply, method=Seq2Seq.encode)
+
+  def step(params, tokens, state, memory, mask):
+    return model.apply({'params': params}, tokens, state, memory, mask,
+                       method=Seq2Seq.decode_step)
+
+  order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+  total = 0.0
+  for start in range(0, len(order), config.eval_batch_size):
+    ids, lengths = task.encode_sources([sources[order[i]] for i in
+                                        range(start, min(start + config.eval_batch_size, len(order)))])
+    (batch, _), = batching.padded_batches({'ids': ids, 'lengths': lengths}, config.eval_batch_size)
+    args = (params, batch['ids'], batch['lengths'])
+    steps = int(search(*args)[2])
+    memory, mask, state = jax.eval_shape(encode, {'params': params}, *args[1:])
+    beams = lambda x: jax.ShapeDtypeStruct((x.shape[0] * k, *x.shape[1:]), x.dtype)  # pylint: disable=cell-var-from-loop
+    memory, mask, state = beams(memory), beams(mask), jax.tree_util.tree_map(beams, state)
+    tokens = jax.ShapeDtypeStruct((memory.shape[0],), np.int32)
+    step_flops = _flops(jax.jit(step).lower(params, tokens, state, memory, mask))
+    total += _flops(search.lower(*args)) + max(steps - 1, 0) * step_flops
+  return total
+
+
+def _flops(lowered):
+  return lowered.compile().cost_analysis()['flops']

@@ -10,7 +10,8 @@ each, as its homework code does. Prints JSON lines with both sides and the ratio
 """
 import argparse
 
-from common import SPA_ENG_DIR, emit, peak_gflops, s2s_task, timed, torch_baseline, training_rate
+from common import (SPA_ENG_DIR, decoding_flops, emit, peak_gflops, s2s_task, timed, torch_baseline,
+                    training_rate)
 
 
 def main():
@@ -28,6 +29,8 @@ def main():
   _, beam_task = s2s_task(args.data, beam_size=5)
   beam_seconds = timed(lambda: beam_task.translate(params, test) and 0)
   error = task.evaluate(params, 'validation')['error_rate']
+  greedy_gflops = decoding_flops(task, params, validation) / greedy_seconds / 1e9
+  beam_gflops = decoding_flops(beam_task, params, test) / beam_seconds / 1e9
 
   reference = torch_baseline('s2s', '--data', args.data, '--attention', '--epochs', '3')
   torch_train = max(r['examples_per_s'] for r in reference)
@@ -40,10 +43,12 @@ def main():
   emit(benchmark='s2s_greedy_decode_validation', sentences=len(validation),
        jax_seconds=round(greedy_seconds, 4),
        jax_sentences_per_s=round(len(validation) / greedy_seconds, 1),
+       jax_gflop_per_s=round(greedy_gflops, 1), fraction_of_peak=round(greedy_gflops / peak, 3),
        torch_seconds=torch_greedy, ratio=round(torch_greedy / greedy_seconds, 1),
        jax_val_error=round(error, 4))
   emit(benchmark='s2s_beam5_decode_test', sentences=len(test), jax_seconds=round(beam_seconds, 4),
-       jax_sentences_per_s=round(len(test) / beam_seconds, 1))
+       jax_sentences_per_s=round(len(test) / beam_seconds, 1),
+       jax_gflop_per_s=round(beam_gflops, 1), fraction_of_peak=round(beam_gflops / peak, 3))
 
 
 if __name__ == '__main__':

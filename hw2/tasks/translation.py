@@ -23,11 +23,11 @@ VOCAB_FILE = 'vocab.json'
 _LENGTH_MULTIPLE = 4  # Padded source lengths are multiples of this: few shapes, few compiles.
 
 
-def make_decode_fn(model, beam_size, max_length, alpha):
-  """Pure (params, source [B, S], lengths [B]) -> (sequences [B, n, L], scores [B, n]).
+def make_decode_fn(model, beam_size, max_length, alpha, return_steps=False):
+  """Pure (params, source [B, S], lengths [B]) -> (sequences [B, n, L], scores [B, n][, steps]).
 
   n = 1 for greedy decoding (beam_size 1), else beam_size hypotheses, best first. PAD and SOS are
-  never generated.
+  never generated. `return_steps` adds the number of decoder steps run.
   """
   def decode(params, source, lengths):
     variables = {'params': params}
@@ -43,11 +43,11 @@ def make_decode_fn(model, beam_size, max_length, alpha):
       return jax.nn.log_softmax(logits), state
 
     if beam_size == 1:
-      sequences, logp = decoding.greedy_decode(tokens_to_logprobs, state, batch, max_length,
-                                               text.SOS, text.EOS, text.PAD)
-      return sequences[:, None], logp[:, None]
+      sequences, logp, *steps = decoding.greedy_decode(
+          tokens_to_logprobs, state, batch, max_length, text.SOS, text.EOS, text.PAD, return_steps)
+      return (sequences[:, None], logp[:, None], *steps)
     return decoding.beam_search(tokens_to_logprobs, state, batch, beam_size, max_length,
-                                text.SOS, text.EOS, alpha, text.PAD)
+                                text.SOS, text.EOS, alpha, text.PAD, return_steps)
   return decode
 
 
