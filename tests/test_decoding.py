@@ -140,7 +140,7 @@ def test_beam_never_scores_below_greedy():
   assert np.any(np.asarray(scores[:, 0]) > np.asarray(greedy_logp) + 1e-3)
 
 
-@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('seed', [0, 3])  # Models whose greedy outputs all end early.
 def test_reported_steps_are_the_model_steps_run(seed):
   """return_steps: greedy runs until its longest sequence ends; beam search at least as long as
   its longest finished hypothesis, never past max_length."""
@@ -149,7 +149,7 @@ def test_reported_steps_are_the_model_steps_run(seed):
   sequences, _, steps = jax.jit(lambda h: decoding.greedy_decode(
       step, h, h.shape[0], 12, SOS, EOS, PAD, return_steps=True))(h)
   assert int(steps) == int((np.asarray(sequences) != PAD).sum(1).max())
-  assert int(steps) < 12  # The sources' greedy outputs end before the limit.
+  assert int(steps) < 12
   sequences, scores, steps = jax.jit(lambda h: decoding.beam_search(
       step, h, h.shape[0], 3, 12, SOS, EOS, 0.0, PAD, return_steps=True))(h)
   longest = int((np.asarray(sequences)[np.asarray(scores) > -np.inf] != PAD).sum(-1).max())
