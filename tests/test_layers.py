@@ -68,3 +68,11 @@ def test_dropout_takes_jax_path_for_other_key_types():
   rngs = {'dropout': jax.random.key(1, impl='rbg')}
   np.testing.assert_array_equal(Dropout(0.3).apply({}, x, False, rngs=rngs),
                                 nn.Dropout(0.3).apply({}, x, False, rngs=rngs))
+
+
+def test_dropout_follows_the_non_partitionable_threefry_too():
+  x = jnp.ones((8, 600))
+  rngs = {'dropout': jax.random.key(4)}
+  with jax.threefry_partitionable(False):
+    np.testing.assert_array_equal(Dropout(0.3).apply({}, x, False, rngs=rngs),
+                                  nn.Dropout(0.3).apply({}, x, False, rngs=rngs))
