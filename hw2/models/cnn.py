@@ -148,10 +148,11 @@ class CNN(nn.Module):
     b = images.shape[0]
     kernel, bias = self.conv1()
     x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias)
+    # x: [8, B * 196], columns (b, r, s, I, J) for the 14 x 14 position (2 I + r, 2 J + s).
     kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
     matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
     x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x.reshape(8, b, 2, 2, 7, 7)), bias)
-    x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # [B, 576] in (h, w, c) order
+    x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # [16, B * 36] -> [B, 576], (h, w, c)
     x = nn.relu(self.dense1(x))
     x = self.dropout(x, deterministic=not train)
     x = nn.relu(self.dense2(x))
