@@ -85,8 +85,7 @@ def training_rate(config, task, repeats=3):
 
   seconds = timed(run_epoch, repeats=repeats)
   one_step = parallel.put_batch(np.zeros((1, config.batch_size), np.int32), axis=1)
-  step_flops = multi_step.lower(holder['state'], data, one_step, rng).compile().cost_analysis()[
-      'flops']
+  step_flops = _flops(multi_step.lower(holder['state'], data, one_step, rng))
   steps = n // config.batch_size
   return steps * config.batch_size / seconds, steps * step_flops / seconds / 1e9, holder['state']
 
@@ -126,17 +125,16 @@ def decoding_flops(task, params, sources):
     return model.apply({'params': params}, tokens, state, memory, mask,
                        method=Seq2Seq.decode_step)
 
-  order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+  ordered = sorted(sources, key=len)
   total = 0.0
-  for start in range(0, len(order), config.eval_batch_size):
-    ids, lengths = task.encode_sources([sources[order[i]] for i in
-                                        range(start, min(start + config.eval_batch_size, len(order)))])
+  for start in range(0, len(ordered), config.eval_batch_size):
+    ids, lengths = task.encode_sources(ordered[start:start + config.eval_batch_size])
     (batch, _), = batching.padded_batches({'ids': ids, 'lengths': lengths}, config.eval_batch_size)
     args = (params, batch['ids'], batch['lengths'])
     steps = int(search(*args)[2])
-    memory, mask, state = jax.eval_shape(encode, {'params': params}, *args[1:])
-    beams = lambda x: jax.ShapeDtypeStruct((x.shape[0] * k, *x.shape[1:]), x.dtype)  # pylint: disable=cell-var-from-loop
-    memory, mask, state = beams(memory), beams(mask), jax.tree_util.tree_map(beams, state)
+    memory, mask, state = jax.tree_util.tree_map(  # Beam search runs B * k rows.
+        lambda x: jax.ShapeDtypeStruct((x.shape[0] * k, *x.shape[1:]), x.dtype),
+        jax.eval_shape(encode, {'params': params}, *args[1:]))
     tokens = jax.ShapeDtypeStruct((memory.shape[0],), np.int32)
     step_flops = _flops(jax.jit(step).lower(params, tokens, state, memory, mask))
     total += _flops(search.lower(*args)) + max(steps - 1, 0) * step_flops

@@ -152,7 +152,8 @@ class CNN(nn.Module):
     kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
     matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
     x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x.reshape(8, b, 2, 2, 7, 7)), bias)
-    x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # [16, B * 36] -> [B, 576], (h, w, c)
+    # [16, B * 36] -> [B, 576] in nn.Dense's (h, w, c) order.
+    x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)
     x = nn.relu(self.dense1(x))
     x = self.dropout(x, deterministic=not train)
     x = nn.relu(self.dense2(x))
