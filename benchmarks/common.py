@@ -109,10 +109,9 @@ def torch_baseline(*args):
 
 
 def decoding_flops(task, params, sources):
-  """FLOPs of task.translate(params, sources), from XLA's cost analysis: per batch (formed as
-  translate forms them), the compiled search (its loop body counted once, as XLA counts loops)
+  """FLOPs of task.translate(params, sources), from XLA's cost analysis: per batch of
+  task.source_batches (the batches translate decodes), the compiled search (its loop body counted once, as XLA counts loops)
   plus (steps run - 1) x the compiled decoder step, with the steps the search reports."""
-  from hw2.data import batching  # pylint: disable=g-import-not-at-top
   from hw2.models.seq2seq import Seq2Seq  # pylint: disable=g-import-not-at-top
   from hw2.tasks import translation  # pylint: disable=g-import-not-at-top
   config, model = task.config, task.model
@@ -125,11 +124,8 @@ def decoding_flops(task, params, sources):
     return model.apply({'params': params}, tokens, state, memory, mask,
                        method=Seq2Seq.decode_step)
 
-  ordered = sorted(sources, key=len)
   total = 0.0
-  for start in range(0, len(ordered), config.eval_batch_size):
-    ids, lengths = task.encode_sources(ordered[start:start + config.eval_batch_size])
-    (batch, _), = batching.padded_batches({'ids': ids, 'lengths': lengths}, config.eval_batch_size)
+  for _, batch in task.source_batches(sources):
     args = (params, batch['ids'], batch['lengths'])
     steps = int(search(*args)[2])
     memory, mask, state = jax.tree_util.tree_map(  # Beam search runs B * k rows.

@@ -151,6 +151,18 @@ class Translation(base.Task):
     return text.encode_sources(self.source_vocab, sources,
                                text.round_up(longest, _LENGTH_MULTIPLE))
 
+  def source_batches(self, sources):
+    """Yields (rows, batch): the sources in order of length, `eval_batch_size` at a time, as
+    batch {'ids': [E, S], 'lengths': [E]} padded to the batch's longest source (S) and to E rows;
+    rows are the indices into `sources` of its real rows."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    batch_size = self.config.eval_batch_size
+    for start in range(0, len(order), batch_size):
+      rows = order[start:start + batch_size]
+      ids, lengths = self.encode_sources([sources[i] for i in rows])
+      (batch, _), = batching.padded_batches({'ids': ids, 'lengths': lengths}, batch_size)
+      yield rows, batch
+
   def translate(self, params, sources):
     """Decodes normalised source strings on the device, `eval_batch_size` at a time.
 
@@ -164,14 +176,8 @@ class Translation(base.Task):
     unknown = sorted({c for s in sources for c in self.source_vocab.unknown_chars(s)})
     if unknown:
       logging.warning('characters never seen in training map to UNK: %s', ''.join(unknown))
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    batch_size = self.config.eval_batch_size
-    pending = []
-    for start in range(0, len(order), batch_size):
-      rows = order[start:start + batch_size]
-      ids, lengths = self.encode_sources([sources[i] for i in rows])
-      (batch, _), = batching.padded_batches({'ids': ids, 'lengths': lengths}, batch_size)
-      pending.append((rows, self._decode(params, batch['ids'], batch['lengths'])))
+    pending = [(rows, self._decode(params, batch['ids'], batch['lengths']))
+               for rows, batch in self.source_batches(sources)]
     hypotheses = [None] * len(sources)
     for rows, (sequences, scores) in pending:
       sequences, scores = np.asarray(sequences), np.asarray(scores)
