@@ -14,13 +14,15 @@ with their parameters (the same tree, shapes and initial values), written for sp
   contiguous last dimension that a batch split over devices splits, and the first block's output
   is kept in space-to-depth order (batch, row parity, column parity, 7, 7), so that the second
   block's stride-2 windows are four unit-stride slices whose gradient is four plain pads.
+- The dense layers are layers.Dense (nn.Dense's function), whose gradient lets XLA update each
+  kernel in place instead of copying it every step.
 """
 import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
 
-from hw2.models.layers import Dropout
+from hw2.models.layers import Dense, Dropout
 
 
 class ConvParameters(nn.Module):
@@ -132,9 +134,9 @@ class CNN(nn.Module):
   def setup(self):
     self.conv1 = ConvParameters((5, 5, 1, 8))
     self.conv2 = ConvParameters((3, 3, 8, 16))
-    self.dense1 = nn.Dense(600)
-    self.dense2 = nn.Dense(120)
-    self.dense3 = nn.Dense(self.num_classes)
+    self.dense1 = Dense(600)
+    self.dense2 = Dense(120)
+    self.dense3 = Dense(self.num_classes)
     self.dropout = Dropout(self.dropout_rate)
 
   def first_layer_maps(self, images):
