@@ -39,7 +39,7 @@ class ConvParameters(nn.Module):
 
 @jax.custom_vjp
 def max_of_4(x):
-  """[4, O, N] -> [O, N]: the max over the leading axis, with reduce_max's gradient (tied maxima
+  """[4, O, ...] -> [O, ...]: the max over the leading axis, with reduce_max's gradient (tied maxima
   share it), as elementwise ops: on CPU XLA's reduce over a short leading axis is slow."""
   return jnp.maximum(jnp.maximum(x[0], x[1]), jnp.maximum(x[2], x[3]))
 
@@ -50,10 +50,17 @@ def _max_of_4_fwd(x):
 
 
 def _max_of_4_bwd(residuals, g):
+  """Entry k gets g / (number of maxima) where x[k] is a maximum, else 0. Computed on [O, N] views,
+  and each entry's count summed in its own order (exact: it adds 0s and 1s), so that the four
+  outputs share no intermediate array and XLA computes them in one kernel instead of first storing
+  the four comparisons."""
   x, m = residuals
-  hits = [x[k] == m for k in range(4)]
-  share = g / sum(h.astype(g.dtype) for h in hits)
-  return (jnp.stack([jnp.where(h, share, 0.0) for h in hits]),)
+  flat = x.reshape(4, x.shape[1], -1)
+  m, g = m.reshape(flat.shape[1:]), g.reshape(flat.shape[1:])
+  hits = [(flat[k] == m).astype(g.dtype) for k in range(4)]
+  counts = [((hits[k] + hits[(k + 1) % 4]) + hits[(k + 2) % 4]) + hits[(k + 3) % 4]
+            for k in range(4)]
+  return (jnp.stack([hits[k] * g / counts[k] for k in range(4)]).reshape(x.shape),)
 
 
 max_of_4.defvjp(_max_of_4_fwd, _max_of_4_bwd)
@@ -114,16 +121,21 @@ def _conv2_windows_bwd(shape, g):  # The four slices' transposes: plain pads.
   pads = [jnp.pad(g[2 * a + e], ((0, 0), (0, 0), (a, 1 - a), (e, 1 - e)))
           for a in (0, 1) for e in (0, 1)]
   x = ((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(8, 2, 2, b, 7, 7)
-  return (x.transpose(0, 3, 1, 2, 4, 5),)
+  # Dividing by a 1 that XLA cannot fold keeps these pads a kernel of their own, looping over the
+  # 6-d shape: fused into consumers that loop over [8, B * 196] instead, each element's 6-d index
+  # is computed from a flat one, several times slower (about 6x at batch 64 by the trace).
+  return (x.transpose(0, 3, 1, 2, 4, 5) / (1.0 + 0.0 * g[0, 0, 0, 0, 0]),)
 
 
 conv2_windows.defvjp(_conv2_windows_fwd, _conv2_windows_bwd)
 
 
-def _pooled_relu(products, bias):
-  """[4 * O, N] products -> ReLU(max over the 4 offsets + bias): [O, N]."""
+def _pooled_relu(products, bias, positions):
+  """[4 * O, N] products -> ReLU(max over the 4 offsets + bias): [O, *positions] (N = the product
+  of `positions`)."""
   o = bias.shape[0]
-  return nn.relu(max_of_4(products.reshape(4, o, -1)) + bias[:, None])
+  x = max_of_4(products.reshape(4, o, *positions))
+  return nn.relu(x + bias.reshape(o, *(1,) * len(positions)))
 
 
 class CNN(nn.Module):
@@ -149,11 +161,11 @@ class CNN(nn.Module):
     """images [B, 28, 28, 1] float32 -> logits [B, num_classes]. `train` enables dropout."""
     b = images.shape[0]
     kernel, bias = self.conv1()
-    x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias)
-    # x: [8, B * 196], columns (b, r, s, I, J) for the 14 x 14 position (2 I + r, 2 J + s).
+    x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias,
+                     (b, 2, 2, 7, 7))  # [8, B, 2, 2, 7, 7]: (c, b, r, s, I, J), as conv2_windows.
     kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
     matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
-    x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x.reshape(8, b, 2, 2, 7, 7)), bias)
+    x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x), bias, (b * 36,))
     # [16, B * 36] -> [B, 576] in nn.Dense's (h, w, c) order.
     x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)
     x = nn.relu(self.dense1(x))
