@@ -14,6 +14,10 @@ with their parameters (the same tree, shapes and initial values), written for sp
   contiguous last dimension that a batch split over devices splits, and the first block's output
   is kept in space-to-depth order (batch, row parity, column parity, 7, 7), so that the second
   block's stride-2 windows are four unit-stride slices whose gradient is four plain pads.
+- XLA's CPU loop kernels are fast over an array's own n-d shape and several times slower over a
+  flat 2-d view of it, where each element's n-d index is rebuilt: the first block's max and ReLU
+  run on its 6-d view, and the second block's col2im gradient is kept a kernel of its own
+  (`_conv2_windows_bwd`).
 - The dense layers are layers.Dense (nn.Dense's function), whose gradient lets XLA update each
   kernel in place instead of copying it every step.
 """
