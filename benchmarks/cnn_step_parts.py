@@ -54,7 +54,8 @@ def measure(data_dir, batch_size, examples):
 
   grads = jax.tree_util.tree_map(lambda p: 1e-3 * np.ones(p.shape, p.dtype), state.params)
   for name in ('adam', 'sgd'):
-    tx = train.OPTIMIZERS[name](config.learning_rate)
+    config.optimizer = name
+    tx = train.make_optimizer(config)
 
     @jax.jit
     def updates(params, opt_state, grads, tx=tx):
