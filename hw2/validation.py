@@ -67,6 +67,7 @@ RULES = {
     'eval_batch_size': _integer(1, MAX_BATCH),
     'num_epochs': _integer(1),
     'steps_per_call': _integer(0),
+    'conv_chains': _integer(0, 64),
     'learning_rate': _real(0, low_open=True),
     'dropout_rate': _real(0, high=1),
     'max_train_examples': _integer(0),

@@ -27,7 +27,7 @@ _held = {}  # Real path -> nesting depth of the locks this process holds.
 
 # Config fields that may differ between the run that wrote a workdir and one that resumes or
 # evaluates it; any other difference means a different experiment.
-RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call')
+RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'conv_chains')
 
 
 def check_not_a_file(workdir):

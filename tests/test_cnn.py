@@ -59,11 +59,12 @@ def test_parameters_are_the_library_layers_parameters(params):
     np.testing.assert_array_equal(a, b)
 
 
-def test_outputs_and_gradients_equal_the_library_layers(params):
+@pytest.mark.parametrize('chains', [1, 2, 3])  # 3 does not divide the batch: one chain.
+def test_outputs_and_gradients_equal_the_library_layers(params, chains):
   x, labels = _images(2, 16), jnp.arange(16) % 10
   rngs = {'dropout': jax.random.key(7)}
   for train in (False, True):
-    ours = CNN().apply({'params': params}, x, train, rngs=rngs)
+    ours = CNN(chains=chains).apply({'params': params}, x, train, rngs=rngs)
     theirs = ReferenceCNN().apply({'params': params}, x, train, rngs=rngs)
     np.testing.assert_allclose(ours, theirs, atol=2e-6, rtol=1e-5)
 
@@ -71,13 +72,14 @@ def test_outputs_and_gradients_equal_the_library_layers(params):
     logits = model.apply({'params': p}, x, True, rngs=rngs)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-  ours = jax.grad(lambda p: loss(CNN(), p))(params)
+  ours = jax.grad(lambda p: loss(CNN(chains=chains), p))(params)
   theirs = jax.grad(lambda p: loss(ReferenceCNN(), p))(params)
   for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
     np.testing.assert_allclose(a, b, atol=1e-6 * float(np.abs(b).max()), rtol=1e-4)
 
 
-def test_twenty_adam_steps_reach_the_same_parameters_as_the_library_layers(params):
+@pytest.mark.parametrize('chains', [1, 2])
+def test_twenty_adam_steps_reach_the_same_parameters_as_the_library_layers(params, chains):
   """The issue's bar for a faster CNN: the same parameters after N training steps (dropout on,
   new batch and dropout key at each step), within float tolerance."""
   tx = optax.adam(1e-3)
@@ -99,7 +101,7 @@ def test_twenty_adam_steps_reach_the_same_parameters_as_the_library_layers(param
       p, opt_state = step(p, opt_state, t)
     return p
 
-  ours, theirs = run(CNN()), run(ReferenceCNN())
+  ours, theirs = run(CNN(chains=chains)), run(ReferenceCNN())
   for a, b, start in zip(*(jax.tree_util.tree_leaves(t) for t in (ours, theirs, params))):
     assert float(np.abs(b - start).max()) > 1e-3  # Training moved every parameter array...
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)  # ...and both moved them alike.
@@ -153,3 +155,12 @@ def test_a_few_adam_steps_lower_the_loss_on_a_fixed_batch(params):
     p, opt_state, loss = step(p, opt_state)
     losses.append(float(loss))
   assert losses[-1] < 0.5 * losses[0]
+
+
+def test_two_chains_run_the_convolution_blocks_on_each_half_of_an_even_batch(params):
+  def products(chains, batch):
+    jaxpr = jax.make_jaxpr(lambda x: CNN(chains=chains).apply({'params': params}, x))(
+        jnp.zeros((batch, 28, 28, 1)))
+    return str(jaxpr).count('dot_general')
+  # Two convolution products per chain, three dense products.
+  assert (products(1, 8), products(2, 8), products(2, 7)) == (5, 7, 5)

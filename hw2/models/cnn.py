@@ -20,6 +20,10 @@ with their parameters (the same tree, shapes and initial values), written for sp
   (`_conv2_windows_bwd`).
 - The dense layers are layers.Dense (nn.Dense's function), whose gradient lets XLA update each
   kernel in place instead of copying it every step.
+- With `chains` = 2 the convolution blocks run on two independent halves of the batch (examples
+  of even and of odd index), which XLA's CPU runtime can execute on two cores at once; the dense
+  layers then run on the whole batch again. The function is the same; the convolutions' kernel
+  gradients are sums over the halves, so they differ from one chain's in the last bits.
 """
 import flax.linen as nn
 import jax
@@ -143,9 +147,14 @@ def _pooled_relu(products, bias, positions):
 
 
 class CNN(nn.Module):
-  """Inputs are NHWC images [B, 28, 28, 1]; outputs are logits [B, num_classes]."""
+  """Inputs are NHWC images [B, 28, 28, 1]; outputs are logits [B, num_classes].
+
+  `chains`: the convolution blocks run on this many interleaved slices of the batch (example i in
+  slice i mod chains) when it divides the batch, else on the whole batch.
+  """
   num_classes: int = 10
   dropout_rate: float = 0.3
+  chains: int = 1
 
   def setup(self):
     self.conv1 = ConvParameters((5, 5, 1, 8))
@@ -161,8 +170,9 @@ class CNN(nn.Module):
     return lax.conv_general_dilated(images, kernel, (1, 1), ((2, 2), (2, 2)),
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
 
-  def __call__(self, images, train=False):
-    """images [B, 28, 28, 1] float32 -> logits [B, num_classes]. `train` enables dropout."""
+  def features(self, images):
+    """images [B, 28, 28, 1] -> both convolution blocks' output [B, 576], in nn.Dense's (h, w, c)
+    order."""
     b = images.shape[0]
     kernel, bias = self.conv1()
     x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias,
@@ -170,8 +180,16 @@ class CNN(nn.Module):
     kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
     matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
     x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x), bias, (b * 36,))
-    # [16, B * 36] -> [B, 576] in nn.Dense's (h, w, c) order.
-    x = x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)
+    return x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # From [16, B * 36].
+
+  def __call__(self, images, train=False):
+    """images [B, 28, 28, 1] float32 -> logits [B, num_classes]. `train` enables dropout."""
+    b, n = images.shape[0], self.chains
+    if n > 1 and b % n == 0:  # Interleaved, so that a batch split over devices stays local.
+      parts = images.reshape(b // n, n, *images.shape[1:])
+      x = jnp.stack([self.features(parts[:, k]) for k in range(n)], 1).reshape(b, 576)
+    else:
+      x = self.features(images)
     x = nn.relu(self.dense1(x))
     x = self.dropout(x, deterministic=not train)
     x = nn.relu(self.dense2(x))
