@@ -127,10 +127,15 @@ def _dense_bwd(residuals, g):
   input gradient) to the kernel gradient adds zero (for a finite input gradient) but makes the
   update wait for the input gradient, and the copy goes. The input gradient is then always
   computed: for a layer on inputs that need no gradient, nn.Dense is the better choice.
+
+  The input gradient is computed as (kernel @ g^T)^T, its transpose kept apart by adding 0 (else
+  XLA folds it back into g @ kernel^T): on CPU that product, with the kernel as its left operand,
+  is faster for the few rows of a small batch (the CNN's batch-8 step: 3% by alternating both).
   """
   inputs, kernel = residuals
   x, g2 = inputs.reshape(-1, kernel.shape[0]), g.reshape(-1, kernel.shape[1])
-  d_inputs = g2 @ kernel.T
+  d_inputs_t = lax.dot_general(kernel, g2, (((1,), (1,)), ((), ())))  # [I, N]
+  d_inputs = (d_inputs_t + 0.0 * g2[0, 0]).T
   d_kernel = x.T @ g2 + 0.0 * d_inputs[0, 0]
   return d_inputs.reshape(inputs.shape), d_kernel, g2.sum(0)
 
