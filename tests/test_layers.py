@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from hw2 import optim
 from hw2.models.layers import Dense, Dropout, HashDropout, hashed_bits, threefry_bits
 
 
@@ -101,8 +102,8 @@ def test_dense_is_flax_dense(shape):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def _adam_steps_hlo(module):
-  """Compiled HLO of 3 Adam steps (a scan) of a 2-layer MLP built from `module`."""
+def _adam_steps_hlo(module, tx):
+  """Compiled HLO of 3 steps of optimizer `tx` (a scan) of a 2-layer MLP built from `module`."""
   x = jax.random.normal(jax.random.key(0), (8, 96))
 
   def loss(params):
@@ -111,8 +112,6 @@ def _adam_steps_hlo(module):
 
   params = {'one': module(48).init(jax.random.key(1), x),
             'two': module(10).init(jax.random.key(2), jnp.zeros((8, 48)))}
-  tx = optax.adam(1e-3)
-
   def steps(params, opt_state):
     def body(carry, _):
       params, opt_state = carry
@@ -123,7 +122,8 @@ def _adam_steps_hlo(module):
   return jax.jit(steps, donate_argnums=(0, 1)).lower(params, tx.init(params)).compile().as_text()
 
 
-def test_dense_kernels_are_updated_in_place_without_a_copy_per_step():
+@pytest.mark.parametrize('adam', [optax.adam, optim.adam])  # optim.adam: the trainer's.
+def test_dense_kernels_are_updated_in_place_without_a_copy_per_step(adam):
   # With nn.Dense, XLA copies each kernel whose old value the input gradient still reads.
-  assert 'f32[48,10]{1,0} copy(' in _adam_steps_hlo(nn.Dense)
-  assert 'f32[48,10]{1,0} copy(' not in _adam_steps_hlo(Dense)
+  assert 'f32[48,10]{1,0} copy(' in _adam_steps_hlo(nn.Dense, adam(1e-3))
+  assert 'f32[48,10]{1,0} copy(' not in _adam_steps_hlo(Dense, adam(1e-3))
