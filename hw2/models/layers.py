@@ -108,6 +108,9 @@ class Dropout(nn.Module):
     return lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
 
 
+SMALL_BATCH = 16  # See _dense_bwd.
+
+
 @jax.custom_vjp
 def dense(inputs, kernel, bias):
   """inputs [..., I] @ kernel [I, O] + bias [O] -> [..., O]: nn.Dense's function."""
@@ -131,11 +134,18 @@ def _dense_bwd(residuals, g):
   The input gradient is computed as (kernel @ g^T)^T, its transpose kept apart by adding 0 (else
   XLA folds it back into g @ kernel^T): on CPU that product, with the kernel as its left operand,
   is faster for the few rows of a small batch (the CNN's batch-8 step: 3% by alternating both).
+
+  For at most SMALL_BATCH rows the kernel gradient reads a copy of the inputs made once g exists
+  (x + 0 * g[0, 0]). That changes only the order XLA gives the step's kernels: on CPU its runtime
+  then runs the optimizer's update of a large kernel beside the rest of the backward pass instead
+  of before it (the CNN, alternating both: batch 8 +5%, 16 +4%, 32 the same, 64 -4%).
   """
   inputs, kernel = residuals
   x, g2 = inputs.reshape(-1, kernel.shape[0]), g.reshape(-1, kernel.shape[1])
   d_inputs_t = lax.dot_general(kernel, g2, (((1,), (1,)), ((), ())))  # [I, N]
   d_inputs = (d_inputs_t + 0.0 * g2[0, 0]).T
+  if x.shape[0] <= SMALL_BATCH:
+    x = x + 0.0 * g2[0, 0]
   d_kernel = x.T @ g2 + 0.0 * d_inputs[0, 0]
   return d_inputs.reshape(inputs.shape), d_kernel, g2.sum(0)
 
