@@ -113,6 +113,23 @@ def abstract_replicated(tree):
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
+def compiler_options(cpuinfo_path='/proc/cpuinfo'):
+  """XLA options for compiling the training steps on this machine's devices.
+
+  On a CPU with AVX-512, XLA's CPU backend still prefers 256-bit vectors by default; asking for
+  512-bit ones makes the elementwise kernels that divide and take square roots (Adam's step) about
+  twice as wide (the CNN's step, alternating both: batch 8 +3%, batch 64 +1%). Elsewhere, none.
+  """
+  if jax.default_backend() != 'cpu':
+    return {}
+  try:
+    with open(cpuinfo_path, encoding='utf-8') as f:
+      flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+  except OSError:  # Not Linux.
+    return {}
+  return {'xla_cpu_prefer_vector_width': 512} if 'avx512f' in flags else {}
+
+
 def jit_batched(fn, batch_argnums, donate_argnums=()):
   """jax.jit of fn whose arguments at `batch_argnums` are batches split over the devices along
   their leading dimension and whose other arguments are replicated; results are replicated.

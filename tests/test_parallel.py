@@ -137,3 +137,16 @@ def test_batch_that_does_not_divide_by_the_devices(cnn_args, tmp_path):
   result = main_py([*cnn_args, '--config.batch_size=50', '--workdir', str(workdir)], devices=4)
   assert_one_error_line(result, '--config.batch_size=50 does not divide by the 4 devices')
   assert not workdir.exists()
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ('fpu sse2 avx2 avx512f avx512bw', {'xla_cpu_prefer_vector_width': 512}),
+    ('fpu sse2 avx2 fma', {}),
+])
+def test_compiler_options_ask_for_512_bit_vectors_only_where_the_cpu_has_them(
+    tmp_path, flags, expected):
+  from hw2 import parallel  # pylint: disable=g-import-not-at-top
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text(f'processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n')
+  assert parallel.compiler_options(str(cpuinfo)) == expected
+  assert parallel.compiler_options(str(tmp_path / 'missing')) == {}  # Not Linux.
