@@ -1,79 +1,249 @@
-"""Orbax checkpoints of a run: the latest epoch (to resume) and the best by validation metric.
+"""Orbax checkpoints of a run: one per epoch, in one CheckpointManager.
 
-Layout: WORKDIR/checkpoints/{latest,best}/<epoch>/{state,meta}. Each manager keeps one step.
-`state` is the train state pytree (StandardSave); `meta` is JSON (epoch, metrics, config).
-Orbax writes each step into a temporary folder and renames it when complete, so an interrupted
-save never leaves a half-written checkpoint behind.
+Layout: WORKDIR/checkpoints/<epoch>/{state,meta}. `state` is the train state pytree
+(StandardSave); `meta` is JSON: the epoch, the best epoch so far and its value, the history of
+epoch records (metrics.jsonl up to this epoch), the config it was trained with, the task's workdir
+files (the vocabulary), what produced it (packages, git commit) and a checksum of the state.
+
+One save per epoch is one atomic step: orbax writes it into a temporary folder and renames it when
+complete, so what the latest checkpoint records (the best epoch, the history) always describes
+checkpoints that exist. The manager keeps the last two epochs (a damaged latest one falls back to
+the one before) and every epoch that those two name as best (KeepLatestAndBest); the best is the
+one `train._is_better` chose, never re-derived from the metric, so ties go to the earlier epoch.
+
+Damage (a cut or garbage data file, a missing manifest, unreadable metadata, arrays that do not
+match their checksum) raises `DamagedCheckpoint`; `restore_latest` then falls back to the newest
+intact epoch, saying so.
 """
+import contextlib
+import dataclasses
+import gc
+import hashlib
+import logging as std_logging
 import os
 import re
+import sys
 
+from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from hw2.errors import UserError
 
-KINDS = ('latest', 'best')
+DIRECTORY = 'checkpoints'
+KEEP_LATEST = 2
 
 
-def _manager(directory):
-  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                         enable_async_checkpointing=False)
-  handlers = {'state': ocp.StandardCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+class DamagedCheckpoint(UserError):
+  """A checkpoint step that exists but cannot be read back as it was written."""
+
+  def __init__(self, path, epoch, reason):
+    super().__init__(f'checkpoint {path} is damaged ({reason})')
+    self.path, self.epoch, self.reason = path, epoch, reason
+
+
+@dataclasses.dataclass
+class KeepLatestAndBest:
+  """Orbax preservation policy: the last `latest` steps and the best epoch each of them names
+  (its metrics['best_epoch']). A step whose metrics cannot be read keeps everything."""
+  latest: int = KEEP_LATEST
+
+  def should_preserve(self, checkpoints, *, context):
+    del context
+    recent = checkpoints[-self.latest:]
+    if any(c.metrics is None or 'best_epoch' not in c.metrics for c in recent):
+      return [True] * len(checkpoints)
+    best = {c.metrics['best_epoch'] for c in recent}
+    return [c in recent or c.step in best for c in checkpoints]
+
+
+def state_checksum(state):
+  """sha256 over every array of `state` (shapes, dtypes and bytes), as hex."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    array = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    digest.update(f'{jax.tree_util.keystr(path)}:{array.dtype}:{array.shape};'.encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()
+
+
+def _short(error):
+  text = ' '.join(str(error).split()).split(' See full TensorStore details')[0]
+  text = text or type(error).__name__
+  return text[:200] + ('...' if len(text) > 200 else '')
+
+
+def _drop_failed_read_leftovers(unraisable, previous=sys.unraisablehook):
+  """After a failed read, tensorstore still completes the other reads of that restore: their
+  coroutines end with the same error, and their callbacks reach the asyncio loop that orbax has
+  closed. Python reports each as an unraisable exception with a traceback; the failure that
+  matters is the one `restore` raises."""
+  error = unraisable.exc_value
+  closed_loop = isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
+  read_error = str(error).startswith('Encountered error while reading array')
+  if not (closed_loop or read_error):
+    previous(unraisable)
+
+
+sys.unraisablehook = _drop_failed_read_leftovers
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+  """A failed orbax read leaves futures whose errors asyncio would log, tracebacks and all, when
+  they are collected; the error that matters is the one raised here."""
+  logger = std_logging.getLogger('asyncio')
+  level = logger.level
+  logger.setLevel(std_logging.CRITICAL)
+  try:
+    yield
+  finally:
+    gc.collect()
+    logger.setLevel(level)
 
 
 class Checkpoints:
-  """The 'latest' and 'best' checkpoints of one workdir."""
+  """The per-epoch checkpoints of one workdir."""
 
   def __init__(self, workdir):
-    self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
-    self._managers = {kind: _manager(os.path.join(self.directory, kind)) for kind in KINDS}
+    self.directory = os.path.abspath(os.path.join(workdir, DIRECTORY))
+    if os.path.isdir(os.path.join(self.directory, 'latest')):
+      raise UserError(f'{self.directory} holds checkpoints in the layout of an earlier hw2 '
+                      '(latest/ and best/): evaluate it with that version, or train anew in '
+                      'another --workdir')
+    options = ocp.CheckpointManagerOptions(
+        create=False, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+        preservation_policy=KeepLatestAndBest())
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'meta': ocp.JsonCheckpointHandler()})
 
-  def epoch(self, kind='latest'):
-    """The epoch of the `kind` checkpoint, or None if there is none."""
-    return self._managers[kind].latest_step()
+  def epochs(self):
+    """The epochs that have a checkpoint, in increasing order."""
+    return sorted(self._manager.all_steps())
 
-  def save(self, epoch, state, meta, is_best):
-    """Saves `state` (pytree) and `meta` (JSON-able dict) as latest, and as best if `is_best`."""
+  def path(self, epoch):
+    return os.path.join(self.directory, str(epoch))
+
+  def save(self, epoch, state, meta):
+    """Saves `state` (pytree) and `meta` (JSON-able dict with 'best_epoch') as epoch `epoch`."""
+    meta = {**meta, 'epoch': epoch, 'checksum': state_checksum(state)}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    kinds = KINDS if is_best else KINDS[:1]
-    for kind in kinds:
-      try:
-        self._managers[kind].save(epoch, args=args, force=True)
-        self._managers[kind].wait_until_finished()
-      except OSError as e:  # A full disk, a lost mount, ...: the previous checkpoint stays.
-        raise UserError(f'could not write the {kind} checkpoint of epoch {epoch} in '
-                        f'{os.path.join(self.directory, kind)}: {e.strerror or e}; the previous '
-                        'checkpoint is kept, and a rerun resumes from it') from None
+    try:
+      self._manager.save(epoch, args=args, metrics={'best_epoch': meta['best_epoch']},
+                         force=True)
+      self._manager.wait_until_finished()
+    except OSError as e:  # A full disk, a lost mount, ...: the previous checkpoints stay.
+      raise UserError(f'could not write the checkpoint of epoch {epoch} in {self.directory}: '
+                      f'{e.strerror or e}; the previous checkpoint is kept, and a rerun resumes '
+                      'from it') from None
 
-  def restore(self, abstract_state, kind='latest'):
-    """Restores the `kind` checkpoint into the structure of `abstract_state`.
+  def read_meta(self, epoch):
+    """The meta dict of epoch `epoch`. Raises DamagedCheckpoint if it cannot be read."""
+    try:
+      meta = self._manager.restore(
+          epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    except Exception as e:  # pylint: disable=broad-except  # orbax and tensorstore raise many kinds.
+      raise DamagedCheckpoint(self.path(epoch), epoch, f'its meta cannot be read: {_short(e)}') from None
+    if not isinstance(meta, dict) or not {'epoch', 'best_epoch', 'checksum'} <= set(meta):
+      raise DamagedCheckpoint(self.path(epoch), epoch, 'its meta lacks the epoch fields')
+    return meta
+
+  def restore(self, epoch, abstract_state, check_meta=None):
+    """Restores epoch `epoch` into the structure of `abstract_state`.
 
     Args:
-      abstract_state: pytree of jax.ShapeDtypeStruct (e.g. from jax.eval_shape) giving the target.
-      kind: 'latest' or 'best'.
+      epoch: a step of `epochs()`.
+      abstract_state: pytree of jax.ShapeDtypeStruct (with shardings) giving the target.
+      check_meta: optional function of the meta dict that raises UserError when the checkpoint
+        belongs to another experiment; called before any array is read.
     Returns:
       (state, meta).
     Raises:
-      UserError: no such checkpoint, or one written by a model of other shapes.
+      DamagedCheckpoint: the step cannot be read back as written.
+      UserError: check_meta refused it, or it was written by a model of other shapes.
     """
-    manager = self._managers[kind]
-    step = manager.latest_step()
-    if step is None:
-      raise UserError(f'no {kind} checkpoint in {self.directory}: train first '
-                      '(--mode train) or pass the --workdir of a trained run')
-    path = os.path.join(self.directory, kind, str(step))
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    stored = manager.item_metadata(step)['state']
-    _check_same_shapes(stored, abstract_state, path)
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    return restored['state'], meta
+    path = self.path(epoch)
+    meta = self.read_meta(epoch)
+    if check_meta is not None:
+      check_meta(meta)
+    with _quiet_failed_reads():
+      try:
+        stored = self._manager.item_metadata(epoch)['state']
+      except Exception as e:  # pylint: disable=broad-except
+        raise DamagedCheckpoint(path, epoch,
+                                f'its array metadata cannot be read: {_short(e)}') from None
+      _check_same_shapes(stored, abstract_state, path)
+      try:
+        state = self._manager.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+      except Exception as e:  # pylint: disable=broad-except
+        raise DamagedCheckpoint(path, epoch, f'its arrays cannot be read: {_short(e)}') from None
+    state = state['state']
+    if state_checksum(state) != meta['checksum']:
+      raise DamagedCheckpoint(path, epoch, 'its arrays differ from the checksum saved with them')
+    return state, meta
+
+  def restore_latest(self, abstract_state, check_meta=None):
+    """(state, meta) of the newest intact epoch, or None when there is no checkpoint.
+
+    A damaged newer epoch is reported, removed (it is trained again) and skipped.
+
+    Raises:
+      UserError: every checkpoint is damaged, or check_meta / the shapes refuse one.
+    """
+    damaged = []
+    for epoch in reversed(self.epochs()):
+      try:
+        state, meta = self.restore(epoch, abstract_state, check_meta)
+      except DamagedCheckpoint as e:
+        logging.warning('%s', e)
+        damaged.append(e)
+        continue
+      if damaged:
+        logging.warning('resuming from the intact checkpoint of epoch %d; the damaged '
+                        'checkpoint(s) after it (epoch %s) are removed and trained again', epoch,
+                        ', '.join(str(d.epoch) for d in damaged))
+        for d in damaged:
+          self._manager.delete(d.epoch)
+      return state, meta
+    if damaged:
+      raise UserError(f'{damaged[0]}, and so is every older checkpoint of this run: move '
+                      '--workdir aside and train anew')
+    return None
+
+  def latest_meta(self):
+    """The meta of the newest epoch. Raises UserError if there is none or it is damaged."""
+    epochs = self.epochs()
+    if not epochs:
+      raise UserError(f'no checkpoint in {self.directory}: train first (--mode train) or pass '
+                      'the --workdir of a trained run')
+    try:
+      return self.read_meta(epochs[-1])
+    except DamagedCheckpoint as e:
+      raise UserError(f'{e}: rerun the training command, which resumes from the last intact '
+                      'checkpoint and repairs it') from None
+
+  def restore_best(self, abstract_state):
+    """(state, meta of the best epoch) as the newest checkpoint names it.
+
+    Raises:
+      UserError: no checkpoint, a damaged one, or another model's.
+    """
+    best = self.latest_meta()['best_epoch']
+    if best not in self.epochs():
+      raise UserError(f'the best checkpoint {self.path(best)} is missing: train anew in another '
+                      '--workdir')
+    try:
+      return self.restore(best, abstract_state)
+    except DamagedCheckpoint as e:
+      raise UserError(f'{e}: the best parameters of this run are lost; train anew in another '
+                      '--workdir') from None
 
   def close(self):
-    for manager in self._managers.values():
-      manager.close()
+    self._manager.close()
 
 
 def _shapes_by_name(tree):

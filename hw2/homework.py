@@ -63,10 +63,21 @@ def beam_rows(config):
           for alpha in config.length_penalties if k > 1 or alpha == config.length_penalties[0]]
 
 
+def _read_or_redo(path, kind):
+  """The JSON of a homework record file, or None when it is missing or damaged (it is redone)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    return records.read_json(path, kind)
+  except records.DamagedFile as e:
+    logging.warning('%s; what it recorded is redone', e)
+    return None
+
+
 def run_beam(config, workdir):
   path = os.path.join(workdir, BEAM_FILE)
   done = {(r['model'], r['beam_size'], r['length_penalty']): r
-          for r in (records.read_json(path) if os.path.exists(path) else [])}
+          for r in _read_or_redo(path, list) or []}
   rows = []
   for name, k, alpha in beam_rows(config):
     row = done.get((name, k, alpha))
@@ -103,7 +114,7 @@ def run(config, workdir):
   with workdirs.writer(workdir):
     records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
     parts_path = os.path.join(workdir, PARTS_FILE)
-    parts = records.read_json(parts_path) if os.path.exists(parts_path) else {}
+    parts = _read_or_redo(parts_path, dict) or {}
     for name, run_part, fields in PARTS:
       settings = _settings(config, fields)
       previous = parts.get(name, {})

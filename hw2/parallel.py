@@ -10,6 +10,9 @@ Every process runs the same program on the same data and builds the same batches
 multi-controller model); only process 0 writes files (`is_writer`).
 """
 import functools
+import os
+import threading
+import time
 
 import jax
 from jax.experimental import multihost_utils
@@ -22,11 +25,29 @@ DATA_AXIS = 'data'
 _process = {'index': 0, 'count': 1}
 
 
-def initialize(coordinator_address=None, num_processes=None, process_id=None, detect=False):
+DEFAULT_TIMEOUT = 60  # Seconds to wait for every process to join (--coordinator_timeout).
+_INTERRUPT_KEY = 'hw2/interrupted'
+
+
+def check_address(address):
+  """Raises UserError unless `address` is HOST:PORT (an IPv6 host in brackets) with a port in
+  [1, 65535]."""
+  host, sep, port = address.rpartition(':')
+  if host.startswith('[') and host.endswith(']'):
+    host = host[1:-1]
+  if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    raise UserError(f'--coordinator_address={address} must be HOST:PORT with a port in '
+                    '[1, 65535], e.g. 127.0.0.1:12345')
+
+
+def initialize(coordinator_address=None, num_processes=None, process_id=None, detect=False,
+               timeout=DEFAULT_TIMEOUT, on_peer_interrupt=None):
   """Starts JAX's multi-controller runtime (jax.distributed) for a run over several processes.
 
   Either the three explicit arguments (any cluster, or several processes on one machine), or
   `detect` for JAX's own detection (TPU pod slices, SLURM, ...). Without either, a no-op.
+  Every process must join within `timeout` seconds. `on_peer_interrupt(signum)` is called (from
+  a watcher thread) when another process of the run was interrupted (`announce_interrupt`).
   """
   explicit = (coordinator_address, num_processes, process_id)
   if not detect and all(x is None for x in explicit):
@@ -34,19 +55,77 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, de
   if not detect and any(x is None for x in explicit):
     raise UserError('--coordinator_address, --num_processes and --process_id go together '
                     '(or use --distributed to let JAX detect the cluster)')
-  if not detect and not 0 <= process_id < num_processes:
-    raise UserError(f'--process_id={process_id} must lie in [0, {num_processes}) '
-                    f'(--num_processes={num_processes})')
+  if not detect:
+    check_address(coordinator_address)
+    if num_processes < 1:
+      raise UserError(f'--num_processes={num_processes} must be at least 1')
+    if not 0 <= process_id < num_processes:
+      raise UserError(f'--process_id={process_id} must lie in [0, {num_processes}) '
+                      f'(--num_processes={num_processes})')
+  if not 1 <= timeout <= 86_400:
+    raise UserError(f'--coordinator_timeout={timeout} must lie in [1, 86400] seconds')
+  where = 'the cluster JAX detects' if detect else f'--coordinator_address={coordinator_address}'
+  # A coordinator that never answers, or a process that never joins, ends in a C++ abort inside
+  # jax.distributed.initialize once its own time-out passes; a watchdog ends the process first,
+  # with one line.
+  joined = threading.Event()
+  threading.Thread(target=_watchdog, args=(joined, timeout, where), name='hw2-join',
+                   daemon=True).start()
   try:
     if detect:
-      jax.distributed.initialize()
+      jax.distributed.initialize(initialization_timeout=timeout + _ABORT_MARGIN)
     else:
-      jax.distributed.initialize(coordinator_address, num_processes, process_id)
-  except (RuntimeError, ValueError) as e:  # No coordinator, no cluster detected, a timeout, ...
-    where = 'the cluster JAX detects' if detect else f'--coordinator_address={coordinator_address}'
+      jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                                 initialization_timeout=timeout + _ABORT_MARGIN)
+  except (RuntimeError, ValueError) as e:  # No cluster detected, a bad address, ...
     raise UserError(f'could not start the multi-process run at {where}: '
                     f'{" ".join(str(e).split())[:300]}') from None
+  finally:
+    joined.set()
   _process.update(index=jax.process_index(), count=jax.process_count())
+  if _process['count'] > 1 and on_peer_interrupt is not None:
+    threading.Thread(target=_watch_peers, args=(on_peer_interrupt,), name='hw2-peers',
+                     daemon=True).start()
+
+
+_ABORT_MARGIN = 10  # Seconds between the watchdog's exit and JAX's own abort.
+
+
+def _watchdog(joined, timeout, where):
+  if not joined.wait(timeout):
+    os.write(2, (f'error: could not start the multi-process run at {where}: not every process '
+                 f'joined within {timeout} s (--coordinator_timeout); start all of them with the '
+                 'same --coordinator_address and --num_processes, process 0 first\n').encode())
+    os._exit(1)  # pylint: disable=protected-access
+
+
+def _client():
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top  # Its key-value store.
+  return distributed.global_state.client
+
+
+def _watch_peers(on_peer_interrupt):
+  """Waits on the coordination service's key-value store for another process's interrupt."""
+  while True:
+    try:
+      value = _client().blocking_key_value_get(_INTERRUPT_KEY, 600_000)
+    except Exception:  # pylint: disable=broad-except  # A time-out: wait again.
+      time.sleep(1.0)
+      continue
+    on_peer_interrupt(int(value))
+    return
+
+
+def announce_interrupt(signum):
+  """Tells the other processes of a multi-process run that this one is ending after `signum`,
+  and gives them a moment to read it before this process (maybe the coordinator) is gone."""
+  if _process['count'] <= 1:
+    return
+  try:
+    _client().key_value_set(_INTERRUPT_KEY, str(signum))
+  except Exception:  # pylint: disable=broad-except  # Another process announced first.
+    return
+  time.sleep(1.0)
 
 
 def is_writer():

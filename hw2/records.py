@@ -1,11 +1,17 @@
 """What a run writes down in its workdir: metrics.jsonl, results.json, config.json.
 
-Files are replaced atomically (write to a temporary file, then rename), so an interrupted run or
-a failed write (a full disk) never leaves a half-written file: the previous version stays.
+Files are replaced atomically and durably (write a temporary file, fsync it, rename it over the old
+one, fsync the folder), so an interrupted run, a power cut or a failed write (a full disk) never
+leaves a half-written file: the previous version stays. A file that is damaged all the same (cut
+short by hand, garbage) is reported by `read_json` / `read_metrics` as `DamagedFile`, a UserError
+naming the file, which callers either pass on or repair from the checkpoint.
 """
 import json
 import os
+import platform
+import subprocess
 import tempfile
+from importlib import metadata
 
 from hw2 import parallel
 from hw2.errors import UserError
@@ -15,10 +21,20 @@ RESULTS_FILE = 'results.json'
 CONFIG_FILE = 'config.json'
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy')
+
+
+class DamagedFile(UserError):
+  """A workdir file that exists but cannot be read as what it should hold."""
+
+  def __init__(self, path, problem):
+    super().__init__(f'{path} is damaged ({problem})')
+    self.path, self.problem = path, problem
 
 
 def write_atomic(path, text):
-  """Replaces the file at `path` with `text` in one rename.
+  """Replaces the file at `path` with `text` in one rename, after fsync.
 
   Only process 0 of a multi-process run writes (hw2/parallel.py); the others return at once.
 
@@ -35,7 +51,10 @@ def write_atomic(path, text):
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read.
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
       f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_folder(directory)
   except OSError as e:
     if tmp and os.path.exists(tmp):
       os.remove(tmp)
@@ -43,29 +62,96 @@ def write_atomic(path, text):
                     'and a rerun resumes from the last complete epoch') from None
 
 
+def _fsync_folder(directory):
+  """Makes a rename in `directory` durable (where the OS lets a folder be opened)."""
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
 def write_json(path, obj):
   write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
 
 
-def read_json(path):
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+def read_json(path, kind=dict):
+  """The JSON value of the file at `path`, which must be of type `kind`.
+
+  Raises:
+    DamagedFile: the file is not UTF-8 JSON of that type (cut short, garbage, a list for a dict).
+    OSError: the file cannot be opened (missing: callers check for that first).
+  """
+  with open(path, 'rb') as f:
+    raw = f.read()
+  try:
+    value = json.loads(raw.decode('utf-8'))
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise DamagedFile(path, f'not valid JSON: {e}') from None
+  if not isinstance(value, kind):
+    raise DamagedFile(path, f'it holds a JSON {type(value).__name__}, not a JSON '
+                            f'{"object" if kind is dict else kind.__name__}')
+  return value
 
 
 def read_metrics(workdir):
-  """The per-epoch records of metrics.jsonl, in order ([] if the file does not exist)."""
+  """The per-epoch records of metrics.jsonl, in order ([] if the file does not exist).
+
+  Raises:
+    DamagedFile: a line is not a JSON object with an 'epoch'.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
-  with open(path, encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
+  with open(path, 'rb') as f:
+    lines = f.read().splitlines()
+  history = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line.decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+      raise DamagedFile(path, f'line {number} is not valid JSON: {e}') from None
+    if not isinstance(record, dict) or 'epoch' not in record:
+      raise DamagedFile(path, f'line {number} is not an epoch record')
+    history.append(record)
+  return history
 
 
-def write_metrics(workdir, records):
-  """Replaces metrics.jsonl with `records`, one JSON object (epoch) a line.
+def write_metrics(workdir, history):
+  """Replaces metrics.jsonl with `history`, one JSON object (epoch) a line.
 
   The loop rewrites the whole (small) file each epoch rather than appending, so a failed write
   never leaves a partial line.
   """
   write_atomic(os.path.join(workdir, METRICS_FILE),
-               ''.join(json.dumps(r, sort_keys=True) + '\n' for r in records))
+               ''.join(json.dumps(r, sort_keys=True) + '\n' for r in history))
+
+
+def provenance():
+  """What produced a result: Python and package versions, and the git commit of this checkout
+  (None outside a git checkout; `dirty` when tracked files differ from it)."""
+  versions = {}
+  for package in PACKAGES:
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      versions[package] = None
+  return {'python': platform.python_version(), 'packages': versions, 'git': _git_commit()}
+
+
+def _git_commit():
+  try:
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=_ROOT, capture_output=True,
+                            text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=_ROOT,
+                           capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return {'commit': commit, 'dirty': bool(dirty)}

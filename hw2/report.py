@@ -27,12 +27,16 @@ HOMEWORK_TRANSLATION_ERROR = {'no_attention': 0.5002, 'attention': 0.3808}
 MODEL_NAMES = {'no_attention': 'no attention', 'attention': 'bilinear attention'}
 
 
-def _read(workdir, *path):
+def _read(workdir, *path, kind=dict):
   full = os.path.join(workdir, *path)
   if not os.path.exists(full):
     raise UserError(f'{full} is missing: run the homework first (python main.py --config '
                     f'configs/homework.py --workdir {workdir})')
-  return records.read_json(full)
+  try:
+    return records.read_json(full, kind)
+  except records.DamagedFile as e:
+    raise UserError(f'{e}: rerun the homework (python main.py --config configs/homework.py '
+                    f'--workdir {workdir}), which redoes what it cannot read') from None
 
 
 def _table(header, rows):
@@ -270,7 +274,7 @@ def _translation_section(workdir, config):
 
 
 def _beam_section(workdir, config):
-  rows = _read(workdir, 'beam', 'beam.json')
+  rows = _read(workdir, 'beam', 'beam.json', kind=list)
   wanted = {(m, k, a) for m in MODEL_NAMES for k in config.beam_sizes
             for a in config.length_penalties}
   table = _table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',

@@ -46,10 +46,16 @@ def parse_sweep(spec, config):
   if not sep or not key or not values.strip() or any(not v for v in raw_values):
     raise UserError(f'--sweep={spec!r} is malformed: expected KEY=V1,V2,... '
                     'e.g. --sweep learning_rate=1e-5,5e-4,1e-2')
-  if len(set(raw_values)) != len(raw_values):
-    raise UserError(f'--sweep={spec!r} repeats a value')
+  if key == 'task':
+    raise UserError(f'--sweep={spec!r}: the task cannot be swept (each task has its own config '
+                    'file); sweep one of its settings')
   field_type = _field_type(config, key)
-  return key, [(raw, _parse_value(raw, field_type, key)) for raw in raw_values]
+  values = [(raw, _parse_value(raw, field_type, key)) for raw in raw_values]
+  for i, (raw, value) in enumerate(values):
+    twin = next((r for r, v in values[:i] if v == value), None)
+    if twin is not None:
+      raise UserError(f'--sweep={spec!r} repeats a value ({twin} and {raw} are both {value!r})')
+  return key, values
 
 
 def _is_better(a, b, mode):

@@ -146,44 +146,83 @@ def train_and_evaluate(config, workdir):
 
 
 def _train_and_evaluate(config, workdir):
-  workdirs.check_same_experiment(workdir, config)
+  """The loop, in the order hw2/workdir.py's docstring gives."""
+  # 1. Checks, writing nothing.
   task = tasks.build(config, workdir, 'train')
   arrays = task.train_arrays()
   num_examples = len(next(iter(arrays.values())))
   if num_examples < config.batch_size:
     raise UserError(f'--config.batch_size={config.batch_size} exceeds the {num_examples} '
                     'training examples')
-  data = parallel.put_replicated(arrays)
-  init_rng, shuffle_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 3)
-  state = init_train_state(task, config, init_rng)
-  dropout_rng = parallel.put_replicated(dropout_rng)
   abstract_state = abstract_train_state(task, config)
   checkpoints = Checkpoints(workdir)
+  try:
+    return _train_checked(config, workdir, task, arrays, num_examples, abstract_state,
+                          checkpoints)
+  finally:
+    checkpoints.close()
+
+
+def _check_resume(config, workdir, task, meta):
+  """Raises UserError unless the checkpoint `meta` can be continued by `config` and `task`."""
+  if meta['epoch'] > config.num_epochs:
+    raise UserError(f'--config.num_epochs={config.num_epochs} but --workdir={workdir} already '
+                    f'holds {meta["epoch"]} trained epochs: give at least {meta["epoch"]}, or '
+                    'test it with --mode eval')
+  for name, text in task.workdir_files().items():
+    if meta['files'].get(name) != text:
+      raise UserError(f'the training data gives another {name} than the one that --workdir='
+                      f'{workdir} was trained with (checkpoint of epoch {meta["epoch"]}): a data '
+                      'file or the normalisation changed; use another --workdir')
+
+
+def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, checkpoints):
+  def check_meta(meta):
+    workdirs.check_same_experiment(workdir, config, meta['config'],
+                                   f'its checkpoint of epoch {meta["epoch"]}')
+    _check_resume(config, workdir, task, meta)
+
+  resumed = checkpoints.restore_latest(abstract_state, check_meta)
+  if resumed is None:
+    saved = workdirs.saved_config_file(workdir)
+    if saved is not None:
+      workdirs.check_same_experiment(workdir, config, saved, records.CONFIG_FILE)
+  init_rng, shuffle_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 3)
+  if resumed is None:
+    state, start_epoch, history = init_train_state(task, config, init_rng), 0, []
+    best_epoch, best_value = None, None
+  else:
+    state, meta = resumed
+    start_epoch, history = meta['epoch'], meta['history']
+    best_epoch, best_value = meta['best_epoch'], meta['best_value']
+    logging.info('Resuming %s from the checkpoint of epoch %d', workdir, start_epoch)
+
+  # 2. Every check passed: the run's files.
   records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
   workdirs.check_shared(workdir, records.CONFIG_FILE)
+  _write_task_files(workdir, task, resumed)
+  _repair_metrics(workdir, history)
+  results_path = os.path.join(workdir, records.RESULTS_FILE)
+  if start_epoch == config.num_epochs:
+    results = _finished_results(results_path, meta)
+    if results is not None:
+      logging.info('%s already holds a finished run of %d epochs; nothing to do', workdir,
+                   start_epoch)
+      return results
   logging.info('Training on %d device(s) in %d process(es)', parallel.device_count(),
                jax.process_count())
-
-  start_epoch, best_value = 0, None
-  if checkpoints.epoch() is not None:
-    state, meta = checkpoints.restore(abstract_state)
-    start_epoch, best_value = meta['epoch'], meta['best_value']
-    logging.info('Resuming %s from the checkpoint of epoch %d', workdir, start_epoch)
-  results_path = os.path.join(workdir, records.RESULTS_FILE)
-  if start_epoch >= config.num_epochs and os.path.exists(results_path):
-    logging.info('%s already holds a finished run of %d epochs; nothing to do', workdir,
-                 start_epoch)
-    checkpoints.close()
-    return records.read_json(results_path)
-  # A resume drops the records of epochs past the checkpoint (written before a failed save).
-  tracker = tracking.Tracker(
-      workdir, [r for r in records.read_metrics(workdir) if r['epoch'] <= start_epoch])
+  tracker = tracking.Tracker(workdir, history)
   overview = models.parameter_overview(state.params)
   logging.info('Parameters of the %s model:\n%s', config.task, overview)
   records.write_atomic(os.path.join(workdir, PARAMETERS_FILE), overview + '\n')
 
+  # 3. The epochs.
+  data = parallel.put_replicated(arrays)
+  dropout_rng = parallel.put_replicated(dropout_rng)
   multi_step = make_multi_step(task.loss)
   metric, mode = task.selection_metric, task.selection_mode
+  run_facts = {'config': workdirs.as_json(config), 'files': task.workdir_files(),
+               'provenance': records.provenance()}
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
     state, train_loss, train_seconds = _train_epoch(multi_step, state, data, batch_indices,
@@ -195,32 +234,79 @@ def _train_and_evaluate(config, workdir):
               **{f'val_{k}': v for k, v in evaluation.items()}}
     is_best = _is_better(evaluation[metric], best_value, mode)
     if is_best:
-      best_value = evaluation[metric]
+      best_epoch, best_value = epoch, evaluation[metric]
     tracker.epoch(record)  # Before the checkpoint: a resume drops the extra record.
-    checkpoints.save(epoch, state, {'epoch': epoch, 'best_value': best_value, 'record': record},
-                     is_best)
+    workdirs.phase('recorded', epoch)
+    checkpoints.save(epoch, state, {'best_epoch': best_epoch, 'best_value': best_value,
+                                    'history': tracker.history, **run_facts})
+    workdirs.phase('saved', epoch)
     logging.info('epoch %d  train_loss %.4f  val_%s %.4f%s  (%.1f s, %.0f examples/s)', epoch,
                  train_loss, metric, evaluation[metric], '  best' if is_best else '',
                  train_seconds, record['examples_per_second'])
 
+  # 4. The end, results.json last.
   compilations = {'train_step': multi_step._cache_size(), **task.compilation_counts()}  # pylint: disable=protected-access
   logging.info('XLA compilations (one per distinct input shape): %s', compilations)
-  best_state, best_meta = checkpoints.restore(abstract_state, 'best')
-  checkpoints.close()
+  best_state, best_meta = checkpoints.restore_best(abstract_state)
   results = {'best_epoch': best_meta['epoch'], f'val_{metric}': best_meta['best_value'],
              'selection_metric': metric, 'selection_mode': mode,
              'epochs_trained': config.num_epochs,
              'train_seconds': round(sum(r['train_seconds'] for r in tracker.history), 1),
              'compilations': compilations, 'examples': task.split_sizes(),
-             'devices': parallel.device_count(),
+             'devices': parallel.device_count(), 'provenance': run_facts['provenance'],
              **{f'test_{k}': v for k, v in task.evaluate(best_state.params, 'test').items()}}
-  records.write_json(results_path, results)
-  logging.info('Best epoch %d; test %s', results['best_epoch'],
-               {k: v for k, v in results.items() if k.startswith('test_')})
+  workdirs.phase('tested')
   _plot_history(tracker.history, metric, workdir)
+  workdirs.phase('curves')
   task.write_outputs(best_state.params, results)
+  workdirs.phase('outputs')
   tracker.images(int(state.step), sorted(glob.glob(os.path.join(workdir, '*.png'))))
   tracker.close()
+  records.write_json(results_path, results)
+  workdirs.phase('results')
+  logging.info('Best epoch %d; test %s', results['best_epoch'],
+               {k: v for k, v in results.items() if k.startswith('test_')})
+  return results
+
+
+def _write_task_files(workdir, task, resumed):
+  """The task's workdir files (vocab.json); a resumed run has checked that they equal the
+  checkpoint's copies, so a damaged or missing one is rewritten from them."""
+  for name, text in task.workdir_files().items():
+    path = os.path.join(workdir, name)
+    if resumed is not None and os.path.exists(path):
+      with open(path, 'rb') as f:
+        if f.read() != text.encode('utf-8'):
+          logging.warning('%s differs from the copy in the checkpoint (damaged?); rewritten from '
+                          'it', path)
+    records.write_atomic(path, text)
+
+
+def _repair_metrics(workdir, history):
+  """Makes metrics.jsonl hold the checkpoint's `history`: drops the records of epochs past it
+  (a kill before its save) and rewrites a damaged file, saying so."""
+  try:
+    on_disk = records.read_metrics(workdir)
+  except records.DamagedFile as e:
+    logging.warning('%s; rewritten from the checkpoint\'s history', e)
+    on_disk = None
+  if on_disk != history:
+    records.write_metrics(workdir, history)
+
+
+def _finished_results(path, meta):
+  """results.json if it is intact and belongs to the checkpoint `meta` (its best and last
+  epoch); None when the end of the run has to be redone."""
+  if not os.path.exists(path):
+    return None
+  try:
+    results = records.read_json(path)
+  except records.DamagedFile as e:
+    logging.warning('%s; the end of the run is redone', e)
+    return None
+  if (results.get('best_epoch'), results.get('epochs_trained')) != (meta['best_epoch'],
+                                                                   meta['epoch']):
+    return None
   return results
 
 
@@ -234,11 +320,11 @@ def _plot_history(history, metric, workdir):
 
 def restore_best_params(task, config, workdir):
   """Parameters of the best checkpoint of `workdir` (written on any number of devices), on this
-  run's mesh, for a task built from `config`."""
+  run's mesh, for a task built from `config`; and that checkpoint's meta."""
   abstract_state = abstract_train_state(task, config)
   checkpoints = Checkpoints(workdir)
   try:
-    state, meta = checkpoints.restore(abstract_state, 'best')
+    state, meta = checkpoints.restore_best(abstract_state)
   finally:
     checkpoints.close()
   return state.params, meta

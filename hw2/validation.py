@@ -7,6 +7,7 @@ are made where the data is read, still before anything is written.
 """
 import math
 import numbers
+import os
 
 from hw2.data import images
 from hw2.data import text
@@ -61,6 +62,28 @@ MAX_BATCH = 1 << 20
 MAX_HIDDEN = 1 << 14
 MAX_DECODE_LENGTH = 1 << 12
 
+# The fields each task reads (configs/<task>.py): a config without one of them was written for
+# another task (e.g. --config.task=translation on configs/cnn.py).
+TASK_FIELDS = {
+    'classification': ('dataset', 'data_dir', 'validation_size', 'max_train_examples',
+                       'split_seed', 'split_test_images', 'dropout_rate', 'optimizer',
+                       'learning_rate', 'batch_size', 'num_epochs', 'seed', 'steps_per_call',
+                       'eval_batch_size'),
+    'translation': ('data_dir', 'train_file', 'validation_file', 'test_file', 'source_column',
+                    'target_column', 'normalize', 'max_length', 'hidden_size', 'dropout_rate',
+                    'use_attention', 'optimizer', 'learning_rate', 'batch_size', 'num_epochs',
+                    'seed', 'steps_per_call', 'eval_batch_size', 'num_attention_plots',
+                    'decode.beam_size', 'decode.length_penalty', 'decode.max_length',
+                    'decode.max_source_length', 'decode.n_best'),
+    'theory': ('seed', 'num_classes', 'conv_cases', 'count_cases', 'attention_cases',
+               'sparsity_case'),
+    'homework': ('theory', 'cnn', 'translation', 'learning_rates', 'beam_sizes',
+                 'length_penalties'),
+}
+# Folders stored as absolute paths, so that a workdir is the same experiment whichever directory
+# it is run from (./data/kmnist and data/kmnist alike) and evaluates from anywhere.
+PATH_FIELDS = ('data_dir', 'tfds_data_dir')
+
 # Dotted field -> check(value) returning None or what the value should be.
 RULES = {
     'batch_size': _integer(1, MAX_BATCH),
@@ -107,8 +130,15 @@ HOMEWORK_LISTS = {'learning_rates': _real(0, low_open=True), 'beam_sizes': _inte
 def validate(config, prefix=''):
   """Raises UserError for the first field of `config` that breaks a rule; returns `config`.
 
-  `prefix` names a nested config in the messages (--config.cnn.batch_size).
+  `prefix` names a nested config in the messages (--config.cnn.batch_size). Path fields are made
+  absolute in place.
   """
+  if not hasattr(config, 'keys'):
+    raise UserError(f'the config is a {type(config).__name__}: get_config() must return an '
+                    'ml_collections.ConfigDict')
+  if 'task' not in config:
+    raise UserError(f'the config has no field {prefix}task: set it to one of '
+                    f'{list(CHOICES["task"])}')
   for field, allowed in CHOICES.items():
     present, value = _get(config, field)
     if present and value not in allowed:
@@ -121,6 +151,14 @@ def validate(config, prefix=''):
       if problem:
         raise UserError(f'--config.{prefix}{field}={value!r} is out of range: it must be '
                         f'{problem}')
+  missing = [f for f in TASK_FIELDS[config.task] if not _get(config, f)[0]]
+  if missing:
+    raise UserError(f'--config.{prefix}task={config.task!r} needs the field(s) '
+                    f'{", ".join(missing[:4])}{", ..." if len(missing) > 4 else ""} that this config '
+                    f'lacks: it was written for another task; start from the config of that task')
+  for field in PATH_FIELDS:
+    if isinstance(config.get(field), str) and config[field]:
+      config[field] = os.path.abspath(os.path.expanduser(config[field]))
   _check_relations(config, prefix)
   if config.get('task') == 'homework':
     _check_homework(config)

@@ -6,13 +6,35 @@
   WORKDIR/.lock.owner, so a second writer can say who holds it. A workdir that the failed run
   created itself is removed again, so a refused run leaves nothing behind.
 - config.json: the config a run was trained with; a resumed run must be the same experiment, and
-  eval/translate take the model and data settings from it.
+  eval/translate take the model and data settings from it. Each checkpoint stores it too
+  (hw2/checkpoint.py), and that copy decides: a lost or damaged config.json cannot let another
+  experiment continue a run.
+
+The order in which a training run (hw2/train.py) writes its workdir, so that a kill at any point
+(SIGKILL included) is resumed by the same command to the files of an uninterrupted run:
+1. Checks, writing nothing: the config (hw2/validation.py), every data file (long test sentences
+   included), the newest intact checkpoint's config, task files (the vocabulary) and shapes.
+2. config.json, the task's files (vocab.json), parameters.txt, and metrics.jsonl rewritten from
+   the checkpoint's history (so records of epochs past the checkpoint are dropped).
+3. Each epoch: metrics.jsonl gains its record (phase `recorded`), then one atomic checkpoint
+   step holds the state, the history and the best epoch so far (phase `saved` after it). A kill
+   before the step is complete (orbax renames its folder last) resumes from the previous epoch.
+4. The end: test metrics of the best epoch (`tested`), the curves (`curves`), the task's outputs
+   (`outputs`), TensorBoard images, and results.json last (`results`). results.json is the mark
+   that a run is complete: a rerun that finds the last epoch's checkpoint without a results.json
+   that matches it redoes step 4.
+`phase(name, epoch)` marks each point; the fault-injection tests stop a run there.
 """
 import contextlib
 import datetime
+import glob
+import json
 import os
 import shutil
+import signal
 import socket
+
+from absl import logging
 
 import filelock
 import ml_collections
@@ -28,6 +50,18 @@ _held = {}  # Real path -> nesting depth of the locks this process holds.
 # Config fields that may differ between the run that wrote a workdir and one that resumes or
 # evaluates it; any other difference means a different experiment.
 RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'conv_chains')
+# Fields added to the configs after workdirs were written with them, and the value that a workdir
+# without the field was trained with: a resume compares a missing field as this default.
+ADDED_FIELDS = {}
+KILL_AT_VARIABLE = 'HW2_KILL_AT'
+
+
+def phase(name, epoch=None):
+  """Marks a point of the order above. Test hook: with HW2_KILL_AT=name (or name:epoch) in the
+  environment, the process kills itself here with SIGKILL, as a crash or power cut would."""
+  spec = os.environ.get(KILL_AT_VARIABLE)
+  if spec and spec in (name, f'{name}:{epoch}'):
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def check_not_a_file(workdir):
@@ -63,25 +97,45 @@ def writer(workdir):
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f'cannot create --workdir={workdir}: {e.strerror}') from None
-  lock = filelock.FileLock(os.path.join(workdir, LOCK_FILE), timeout=0)
+  lock_files = [os.path.join(workdir, name) for name in (LOCK_FILE, OWNER_FILE)]
+  new_lock_files = [path for path in lock_files if not os.path.exists(path)]
+  lock = filelock.FileLock(lock_files[0], timeout=0)
   try:
     lock.acquire()
   except filelock.Timeout:
     raise UserError(f'--workdir={workdir} is in use by another run ({_owner(workdir)}); wait for '
                     'it to finish or use another --workdir') from None
+  except OSError as e:  # A read-only file system or folder, an immutable folder, ...
+    raise UserError(f'cannot write in --workdir={workdir} ({e.strerror or e}): this mode writes '
+                    'there; give a writable --workdir') from None
   ok = False
   _held[key] = 1
   try:
-    records.write_atomic(os.path.join(workdir, OWNER_FILE),
+    records.write_atomic(lock_files[1],
                          f'pid {os.getpid()} on {socket.gethostname()} since '
                          f'{datetime.datetime.now().isoformat(timespec="seconds")}\n')
+    _remove_stale_temporaries(workdir)
     yield
     ok = True
   finally:
     _held[key] = 0
     lock.release()
-    if created and not ok and set(os.listdir(workdir)) <= {LOCK_FILE, OWNER_FILE}:
-      shutil.rmtree(workdir, ignore_errors=True)
+    if not ok:  # A refused run leaves the workdir as it found it.
+      if created and set(os.listdir(workdir)) <= {LOCK_FILE, OWNER_FILE}:
+        shutil.rmtree(workdir, ignore_errors=True)
+      for path in new_lock_files:
+        if os.path.exists(path):
+          os.remove(path)
+
+
+def _remove_stale_temporaries(workdir):
+  """Temporary files of atomic writes that a killed run left (hw2/records.py); the lock holder is
+  the only writer, so none of them is being written."""
+  for path in glob.glob(os.path.join(glob.escape(workdir), '**', '.tmp_*'), recursive=True):
+    try:
+      os.remove(path)
+    except OSError:
+      pass
 
 
 def check_shared(workdir, name):
@@ -103,12 +157,27 @@ def _owner(workdir):
 
 
 def load_saved_config(workdir):
-  """The config a workdir was trained with (its config.json)."""
+  """The config a workdir was trained with: its config.json, or where that is missing or damaged,
+  the copy in its newest checkpoint (saying so)."""
   check_not_a_file(workdir)
   path = os.path.join(workdir, records.CONFIG_FILE)
-  if not os.path.exists(path):
-    raise UserError(f'no trained run in --workdir={workdir} ({path} is missing): train first')
-  return ml_collections.ConfigDict(records.read_json(path))
+  problem = f'{path} is missing'
+  if os.path.exists(path):
+    try:
+      return ml_collections.ConfigDict(records.read_json(path))
+    except records.DamagedFile as e:
+      problem = str(e)
+  from hw2 import checkpoint  # pylint: disable=g-import-not-at-top  # orbax only where needed.
+  checkpoints = checkpoint.Checkpoints(workdir)
+  try:
+    if not checkpoints.epochs():
+      raise UserError(f'no trained run in --workdir={workdir} ({problem}): train first')
+    meta = checkpoints.latest_meta()
+  finally:
+    checkpoints.close()
+  logging.warning('%s; using the config saved in checkpoint %d (a training rerun rewrites the '
+                  'file)', problem, meta['epoch'])
+  return ml_collections.ConfigDict(meta['config'])
 
 
 def config_for_evaluation(workdir, config):
@@ -120,21 +189,52 @@ def config_for_evaluation(workdir, config):
   return saved
 
 
-def _config_differences(saved, current):
-  """Dotted names of fields (outside RUNTIME_FIELDS) whose values differ between two configs."""
-  saved, current = saved.to_dict(), current.to_dict()
-  return sorted(k for k in set(saved) | set(current)
-                if k not in RUNTIME_FIELDS and saved.get(k) != current.get(k))
+def as_json(config):
+  """A ConfigDict (or dict) as JSON would store it: tuples become lists."""
+  return json.loads(json.dumps(config.to_dict() if hasattr(config, 'to_dict') else config))
 
 
-def check_same_experiment(workdir, config):
-  """Raises UserError if the workdir holds a run of a config that differs from `config`."""
-  path = os.path.join(workdir, records.CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  saved = ml_collections.ConfigDict(records.read_json(path))
-  differences = _config_differences(saved, config)
+def _flatten(tree, prefix=''):
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
+
+
+def config_differences(saved, current):
+  """Dotted names of the fields outside RUNTIME_FIELDS whose values differ between two configs
+  (dicts as JSON stores them); a field one lacks counts as its ADDED_FIELDS default."""
+  saved, current = _flatten(as_json(saved)), _flatten(as_json(current))
+  absent = object()
+  return [name for name in sorted(set(saved) | set(current))
+          if name.split('.')[0] not in RUNTIME_FIELDS
+          and saved.get(name, ADDED_FIELDS.get(name, absent))
+          != current.get(name, ADDED_FIELDS.get(name, absent))]
+
+
+def check_same_experiment(workdir, config, saved, source):
+  """Raises UserError if `saved` (the config dict of a run in `workdir`, read from `source`)
+  differs from `config` in a field that is not a runtime field."""
+  differences = config_differences(saved, config)
   if differences:
     name = differences[0]
-    raise UserError(f'--workdir={workdir} holds a run with {name}={saved.get(name)!r} but this '
-                    f'config has {name}={config.get(name)!r}; use another --workdir to change it')
+    saved_value = _flatten(as_json(saved)).get(name, ADDED_FIELDS.get(name))
+    value = _flatten(as_json(config)).get(name, ADDED_FIELDS.get(name))
+    raise UserError(f'--workdir={workdir} holds a run with {name}={saved_value!r} but this config '
+                    f'has {name}={value!r} (the run\'s config from {source}); use another '
+                    '--workdir to change it')
+
+
+def saved_config_file(workdir):
+  """config.json of `workdir` as a dict, or None if it is missing or damaged (saying so)."""
+  path = os.path.join(workdir, records.CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    return records.read_json(path)
+  except records.DamagedFile as e:
+    logging.warning('%s; it is written anew', e)
+    return None

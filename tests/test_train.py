@@ -74,18 +74,18 @@ def _state(num_classes, seed=0):
 def test_save_then_restore_gives_identical_predictions(tmp_path):
   state = _state(10, seed=3)
   checkpoints = Checkpoints(str(tmp_path))
-  checkpoints.save(4, state, {'epoch': 4, 'best_value': 0.5}, is_best=True)
-  restored, meta = checkpoints.restore(jax.eval_shape(lambda: _state(10)), 'best')
-  assert meta['epoch'] == 4 and checkpoints.epoch('latest') == 4
+  checkpoints.save(4, state, {'best_epoch': 4, 'best_value': 0.5})
+  restored, meta = checkpoints.restore_best(jax.eval_shape(lambda: _state(10)))
+  assert meta['epoch'] == 4 and checkpoints.epochs() == [4]
   x = jax.random.uniform(jax.random.key(7), (5, 28, 28, 1))
   np.testing.assert_array_equal(CNN().apply({'params': restored.params}, x),
                                 CNN().apply({'params': state.params}, x))
 
 
 def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
-  Checkpoints(str(tmp_path)).save(1, _state(10), {'epoch': 1, 'best_value': 0.5}, is_best=True)
+  Checkpoints(str(tmp_path)).save(1, _state(10), {'best_epoch': 1, 'best_value': 0.5})
   with pytest.raises(UserError, match=r'different model: .*dense3.* shape \(10,\).*\(5,\)'):
-    Checkpoints(str(tmp_path)).restore(jax.eval_shape(lambda: _state(5)))
+    Checkpoints(str(tmp_path)).restore_latest(jax.eval_shape(lambda: _state(5)))
 
 
 def test_eval_without_checkpoint_is_a_clear_error(cnn_config, tmp_path):

@@ -147,7 +147,7 @@ WIDE_FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
 
 
 DATA_DEPENDENT = ('validation_size', 'split_test_images', 'max_length', 'source_column',
-                  'target_column')
+                  'target_column', 'decode.max_source_length')
 
 
 def set_field(config, dotted, value):

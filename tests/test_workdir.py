@@ -141,7 +141,7 @@ def test_full_disk_while_saving_a_checkpoint(cnn_config, tmp_path, reference_run
     return real_save(self, step, *args, **kwargs)
 
   monkeypatch.setattr(ocp.CheckpointManager, 'save', save)
-  with pytest.raises(UserError, match='could not write the latest checkpoint of epoch 2 .*'
+  with pytest.raises(UserError, match='could not write the checkpoint of epoch 2 .*'
                                       'No space left on device'):
     train.train_and_evaluate(cnn_config, workdir)
   monkeypatch.undo()

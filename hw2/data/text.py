@@ -68,6 +68,8 @@ def read_pairs(path, source_column, target_column, normalize):
     except UnicodeDecodeError as e:
       raise UserError(f'{path}:{line_number}: not UTF-8 text (byte 0x{raw[e.start]:02x} at '
                       f'column {e.start + 1}); convert the file to UTF-8, e.g. with iconv') from None
+    if line_number == 1:
+      line = line.removeprefix('\ufeff')  # A byte order mark is no character of the text.
     if not line.strip():
       continue
     columns = line.split('\t')
@@ -121,18 +123,34 @@ class Vocabulary:
     return {c: i + NUM_SPECIAL for i, c in enumerate(self.chars)}
 
 
+def vocabularies_json(source, target):
+  """The text of a vocabulary file (vocab.json) for a source and a target vocabulary."""
+  return json.dumps({'source': list(source.chars), 'target': list(target.chars)},
+                    ensure_ascii=False)
+
+
 def save_vocabularies(path, source, target):
-  records.write_atomic(path, json.dumps({'source': list(source.chars),
-                                         'target': list(target.chars)}, ensure_ascii=False))
+  records.write_atomic(path, vocabularies_json(source, target))
 
 
 def load_vocabularies(path):
-  """(source, target) vocabularies saved by save_vocabularies."""
+  """(source, target) vocabularies saved by save_vocabularies.
+
+  Raises:
+    UserError: the file is missing or damaged.
+  """
   if not os.path.isfile(path):
     raise UserError(f'no vocabulary file {path}: train into this --workdir first')
-  with open(path, encoding='utf-8') as f:
-    data = json.load(f)
-  return Vocabulary(tuple(data['source'])), Vocabulary(tuple(data['target']))
+  try:
+    data = records.read_json(path)
+    vocabularies = tuple(Vocabulary(tuple(data[side])) for side in ('source', 'target'))
+    if not all(isinstance(c, str) and len(c) == 1 for v in vocabularies for c in v.chars):
+      raise ValueError('an entry is not one character')
+  except (records.DamagedFile, KeyError, TypeError, ValueError) as e:
+    problem = e.problem if isinstance(e, records.DamagedFile) else f'not a vocabulary: {e}'
+    raise UserError(f'{path} is damaged ({problem}): rerun the training command with this '
+                    '--workdir, which rewrites it from the checkpoint') from None
+  return vocabularies
 
 
 def encode_sources(vocab, texts, length):

@@ -44,6 +44,11 @@ class Task(abc.ABC):
   def split_sizes(self):
     """{split name: number of examples} of the splits this mode read (recorded in results)."""
 
+  def workdir_files(self):
+    """{file name: text} that training writes into the workdir and that every later use of it
+    needs unchanged (a vocabulary). The checkpoints keep a copy; a resume must produce the same."""
+    return {}
+
   def compilation_counts(self):
     """{name: number of XLA compilations} of the task's jitted evaluation functions."""
     return {}

@@ -75,14 +75,12 @@ class Translation(base.Task):
       self.splits['validation'] = self._read_split('validation_file')
     if mode in ('train', 'eval'):
       self.splits['test'] = self._read_split('test_file')
-    vocab_path = os.path.join(workdir, VOCAB_FILE)
-    if mode == 'train':  # Written only once every file has been read without error.
+    if mode == 'train':  # Written by the loop, once every check has passed (workdir_files).
       self.source_vocab = text.Vocabulary.from_texts(s for s, _ in self.splits['train'])
       self.target_vocab = text.Vocabulary.from_texts(t for _, t in self.splits['train'])
-      os.makedirs(workdir, exist_ok=True)
-      text.save_vocabularies(vocab_path, self.source_vocab, self.target_vocab)
     else:
-      self.source_vocab, self.target_vocab = text.load_vocabularies(vocab_path)
+      self.source_vocab, self.target_vocab = text.load_vocabularies(
+          os.path.join(workdir, VOCAB_FILE))
     self.model = Seq2Seq(self.source_vocab.size, self.target_vocab.size, config.hidden_size,
                          config.dropout_rate, config.use_attention)
     self.max_source_length = config.decode.max_source_length
@@ -114,6 +112,13 @@ class Translation(base.Task):
       pairs = [(s, t) for s, t in pairs if len(s) <= limit and len(t) <= limit]
       if not pairs:
         raise UserError(f'{path}: no pair has both sides within --config.max_length={limit}')
+    else:  # Evaluated sentences: every source must fit the decoder, checked before training.
+      limit = self.config.decode.max_source_length
+      long = next((i for i, (s, _) in enumerate(pairs) if len(s) > limit), None)
+      if long is not None:
+        raise UserError(f'{path}: pair {long + 1} has a source of {len(pairs[long][0])} '
+                        f'characters after normalisation, more than --config.decode.'
+                        f'max_source_length={limit}; raise it or shorten the sentence')
     empty = sum(1 for _, t in pairs if not t)
     if empty:
       raise UserError(f'{path}: {empty} pairs have an empty target after normalisation')
@@ -202,6 +207,9 @@ class Translation(base.Task):
     tokens = text.encode_targets(self.target_vocab, [prediction], len(prediction) + 2)[:, :-1]
     _, _, weights = self._teacher_forced({'params': params}, tokens, state, memory, mask)
     return np.asarray(weights[0, :, :len(source)])
+
+  def workdir_files(self):
+    return {VOCAB_FILE: text.vocabularies_json(self.source_vocab, self.target_vocab)}
 
   def split_sizes(self):
     return {name: len(pairs) for name, pairs in self.splits.items()}

@@ -1,0 +1,136 @@
+"""The command line around main.py: flag parsing with every mistake in one `error:` line, and
+what a signal does.
+
+- `parse_flags` is absl's flag parser (main.py hands it to `app.run`), with a missing config file,
+  a config without get_config(), a syntax error in it, an unknown or mistyped --config.key, a
+  value of the wrong type, or a stray positional argument reported as one line and exit status 1.
+- `install_interrupt_handlers`: SIGINT (Ctrl-C) and SIGTERM end the process at once, even while
+  one jitted call runs a whole epoch, with one line and exit status 130 / 143. That is as safe
+  as a kill -9, which the workdir's write order already survives (hw2/workdir.py): the rerun of
+  the same command resumes. In a multi-process run the other processes end too
+  (hw2/parallel.py).
+"""
+import logging as std_logging
+import os
+import re
+import signal
+import sys
+import threading
+
+from absl import flags
+from absl import logging
+
+INTERRUPTED = 'interrupted; rerun the same command to resume'
+
+
+def exit_with_error(message):
+  """Prints `error: message` on stderr and exits with status 1."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def hide_library_chatter():
+  """Keeps the log to the run's own lines: orbax logs every checkpoint step at INFO."""
+  logging.get_absl_logger().addFilter(
+      lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
+
+
+def _config_file(argv):
+  """The value of --config in argv (None if absent)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _flag_error_message(error, config_file, argv):
+  """One line for an exception raised while parsing flags or loading the config file."""
+  if isinstance(error, SyntaxError):
+    return (f'config file {error.filename or config_file}, line {error.lineno}: '
+            f'{error.msg}')
+  message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  if 'get_config' in message:
+    return f'config file {config_file} does not define get_config()'
+  if isinstance(error, (AttributeError, KeyError)):
+    key = re.search(r"""['"]?([\w.]+)""", message)
+    suggestion = re.search(r'Did you mean "([\w.]+)"', message)
+    if not key:
+      return f'unknown config key ({" ".join(message.split())})'
+    name = key.group(1)
+    for arg in argv:  # Name it as typed: --config.decode.beam rather than beam.
+      flag = arg[len('--config.'):].split('=', 1)[0] if arg.startswith('--config.') else ''
+      if flag.split('.')[-1] == name or flag.startswith(name + '.'):
+        name = flag
+        break
+    line = f'unknown config key {name!r}'
+    return line + (f' (did you mean {suggestion.group(1)!r}?)' if suggestion else '')
+  where = f' (in config file {config_file})' if config_file and _raised_in(error, config_file) else ''
+  return ' '.join(message.split()) + where
+
+
+def _raised_in(error, path):
+  """True if the traceback of `error` passes through the file at `path`."""
+  target, tb = os.path.realpath(path), error.__traceback__
+  while tb is not None:
+    if os.path.realpath(tb.tb_frame.f_code.co_filename) == target:
+      return True
+    tb = tb.tb_next
+  return False
+
+
+def parse_flags(argv):
+  """absl flag parsing, with every mistake reported in one line (see the module docstring)."""
+  config_file = _config_file(argv[1:])
+  if config_file is not None and not os.path.isfile(config_file):
+    what = 'is a folder' if os.path.isdir(config_file) else 'does not exist'
+    exit_with_error(f'bad command line: config file {config_file} {what} (--config)')
+  try:
+    rest = flags.FLAGS(argv)
+    if config_file is not None:
+      flags.FLAGS.config  # pylint: disable=pointless-statement  # Loads the file: surface its errors here.
+  except Exception as e:  # pylint: disable=broad-except  # A user's config file may raise anything.
+    exit_with_error(f'bad command line: {_flag_error_message(e, config_file, argv)}')
+  if len(rest) > 1:
+    exit_with_error(f'bad command line: unexpected argument {rest[1]!r}: every setting is a '
+                    'flag (--workdir=..., --config.key=value; see --help)')
+  return rest
+
+
+def _interrupted(signum, announce=True):
+  """Ends the process after a signal: one line, exit status 128 + signum, no cleanup (see the
+  module docstring). `announce` tells the other processes of a multi-process run."""
+  try:
+    os.write(2, f'\n{INTERRUPTED}\n'.encode())
+  except OSError:
+    pass
+  if announce:
+    from hw2 import parallel  # pylint: disable=g-import-not-at-top
+    parallel.announce_interrupt(signum)
+  os._exit(128 + signum)  # pylint: disable=protected-access
+
+
+def install_interrupt_handlers():
+  """SIGINT and SIGTERM end the process within moments, wherever the main thread is.
+
+  A Python signal handler runs only between bytecodes of the main thread, which may be waiting
+  minutes for one jitted call; the C-level handler also writes the signal number to a pipe that a
+  watcher thread reads, and whichever sees it first ends the process.
+  """
+  read_fd, write_fd = os.pipe()
+  os.set_blocking(write_fd, False)
+  signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, lambda signum, frame: _interrupted(signum))
+
+  def watch():
+    data = os.read(read_fd, 1)
+    if data:
+      _interrupted(data[0])
+  threading.Thread(target=watch, name='hw2-interrupts', daemon=True).start()
+
+
+def peer_interrupted(signum):
+  """Another process of this multi-process run was interrupted: end this one the same way."""
+  _interrupted(signum, announce=False)
