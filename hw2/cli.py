@@ -51,6 +51,14 @@ def _flag_error_message(error, config_file, argv):
     return (f'config file {error.filename or config_file}, line {error.lineno}: '
             f'{error.msg}')
   message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+  if 'Error whilst parsing config file' in message:  # The file's own code raised.
+    raised = [line.strip() for line in message.splitlines() if line.strip()][-1]
+    if "has no attribute 'get_config'" in raised:
+      return f'config file {config_file} does not define get_config()'
+    lines = [line for path, line in re.findall(r'File "([^"]+)", line (\d+)', message)
+             if config_file and os.path.realpath(path) == os.path.realpath(config_file)]
+    where = f', line {lines[-1]}' if lines else ''
+    return f'config file {config_file}{where}: get_config() raised {raised}'
   if 'get_config' in message:
     return f'config file {config_file} does not define get_config()'
   if isinstance(error, (AttributeError, KeyError)):

@@ -9,6 +9,8 @@ import math
 import numbers
 import os
 
+import ml_collections
+
 from hw2.data import images
 from hw2.data import text
 from hw2.errors import UserError
@@ -133,7 +135,7 @@ def validate(config, prefix=''):
   `prefix` names a nested config in the messages (--config.cnn.batch_size). Path fields are made
   absolute in place.
   """
-  if not hasattr(config, 'keys'):
+  if not isinstance(config, ml_collections.ConfigDict):
     raise UserError(f'the config is a {type(config).__name__}: get_config() must return an '
                     'ml_collections.ConfigDict')
   if 'task' not in config:
