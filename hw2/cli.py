@@ -16,11 +16,13 @@ import re
 import signal
 import sys
 import threading
+import time
 
 from absl import flags
 from absl import logging
 
 INTERRUPTED = 'interrupted; rerun the same command to resume'
+_ending = threading.Lock()  # Held by the one thread that ends the process after a signal.
 
 
 def exit_with_error(message):
@@ -109,13 +111,17 @@ def parse_flags(argv):
 def _interrupted(signum, announce=True):
   """Ends the process after a signal: one line, exit status 128 + signum, no cleanup (see the
   module docstring). `announce` tells the other processes of a multi-process run."""
+  if not _ending.acquire(blocking=False):  # Another thread is ending the process already.
+    while True:
+      time.sleep(60)
   try:
     os.write(2, f'\n{INTERRUPTED}\n'.encode())
   except OSError:
     pass
+  from hw2 import parallel  # pylint: disable=g-import-not-at-top
   if announce:
-    from hw2 import parallel  # pylint: disable=g-import-not-at-top
     parallel.announce_interrupt(signum)
+  parallel.linger_before_exit()
   os._exit(128 + signum)  # pylint: disable=protected-access
 
 

@@ -117,15 +117,21 @@ def _watch_peers(on_peer_interrupt):
 
 
 def announce_interrupt(signum):
-  """Tells the other processes of a multi-process run that this one is ending after `signum`,
-  and gives them a moment to read it before this process (maybe the coordinator) is gone."""
+  """Tells the other processes of a multi-process run that this one is ending after `signum`."""
   if _process['count'] <= 1:
     return
   try:
     _client().key_value_set(_INTERRUPT_KEY, str(signum))
   except Exception:  # pylint: disable=broad-except  # Another process announced first.
-    return
-  time.sleep(1.0)
+    pass
+
+
+def linger_before_exit():
+  """In process 0 of a multi-process run, which hosts the coordination service: waits a moment,
+  so that the other processes read an interrupt and end before the service is gone (a process
+  that loses the service aborts)."""
+  if _process['count'] > 1 and _process['index'] == 0:
+    time.sleep(1.0)
 
 
 def is_writer():

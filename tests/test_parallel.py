@@ -2,9 +2,11 @@
 127.0.0.1, 2 devices each) reproduce one process with 4, and checkpoints move between device
 counts. Each multi-device run is a main.py subprocess bounded by a timeout."""
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -153,3 +155,42 @@ def test_compiler_options_ask_for_512_bit_vectors_only_where_the_cpu_has_them(
   cpuinfo.write_text(f'processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n')
   assert parallel.compiler_options(str(cpuinfo)) == expected
   assert parallel.compiler_options(str(tmp_path / 'missing')) == {}  # Not Linux.
+
+
+@pytest.mark.parametrize('interrupted', [0, 1])
+def test_interrupting_one_process_ends_the_others(cnn_args, tmp_path, interrupted):
+  cluster = [f'--coordinator_address=127.0.0.1:{_free_port()}', '--num_processes=2']
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  # Enough epochs that the run is still training when the signal comes.
+  args = [*cnn_args, '--config.num_epochs=50', '--workdir', str(tmp_path / 'w'), *cluster]
+  processes = [subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args,
+                                 f'--process_id={i}'], cwd=ROOT, env=env, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for i in (0, 1)]
+  try:
+    for line in processes[0].stderr:  # Process 0 logs the epochs.
+      if ' epoch 1 ' in line:
+        break
+    start = time.monotonic()
+    processes[interrupted].send_signal(signal.SIGINT)
+    logs = [p.communicate(timeout=60)[1] for p in processes]
+    seconds = time.monotonic() - start
+  finally:
+    for p in processes:
+      p.kill()
+  assert [p.returncode for p in processes] == [130, 130], logs[0][-2000:] + logs[1][-2000:]
+  assert seconds < 10.0
+  for log in logs:
+    assert 'Traceback' not in log
+    assert log.count('interrupted; rerun the same command to resume') == 1
+
+
+def test_coordinator_that_nobody_answers_is_one_error_line_within_75_s(cnn_args, tmp_path):
+  start = time.monotonic()
+  result = main_py([*cnn_args, '--workdir', str(tmp_path / 'w'),
+                    f'--coordinator_address=127.0.0.1:{_free_port()}', '--num_processes=2',
+                    '--process_id=1'])
+  assert time.monotonic() - start < 75
+  assert_one_error_line(result, 'could not start the multi-process run at --coordinator_address='
+                                '127.0.0.1:', 'not every process joined within 60 s')
+  assert not (tmp_path / 'w').exists()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import SPA_ENG_DIR
+from hw2 import records
 from hw2.data import text
 from hw2.errors import UserError
 
@@ -61,7 +62,8 @@ def test_vocabulary_round_trip_and_unk(tmp_path):
   assert vocab.encode('axb') == [vocab.encode('a')[0], text.UNK, vocab.encode('b')[0]]
   assert vocab.decode(vocab.encode('axb')) == 'a\ufffdb'
   assert vocab.decode([text.SOS] + vocab.encode('ab') + [text.EOS] + vocab.encode('c')) == 'ab'
-  text.save_vocabularies(str(tmp_path / 'v.json'), vocab, text.Vocabulary(('я', 'ß')))
+  records.write_atomic(str(tmp_path / 'v.json'),
+                       text.vocabularies_json(vocab, text.Vocabulary(('я', 'ß'))))
   source, target = text.load_vocabularies(str(tmp_path / 'v.json'))
   assert source == vocab and target.chars == ('я', 'ß')
 
@@ -74,3 +76,10 @@ def test_padded_arrays():
   target = text.encode_targets(vocab, ['ab', 'c'], 5)
   np.testing.assert_array_equal(target, [[1, 4, 5, 2, 0], [1, 6, 2, 0, 0]])
   assert text.round_up(0, 8) == 8 and text.round_up(17, 8) == 24 and text.round_up(16, 8) == 16
+
+
+def test_a_byte_order_mark_is_no_character(tmp_path):
+  path = tmp_path / 'bom.tsv'
+  path.write_bytes('\ufeffhola\thello\nadios\tbye\n'.encode('utf-8'))
+  pairs = text.read_pairs(str(path), 0, 1, text.normalize_none)
+  assert pairs == [('hola', 'hello'), ('adios', 'bye')]

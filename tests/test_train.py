@@ -82,6 +82,19 @@ def test_save_then_restore_gives_identical_predictions(tmp_path):
                                 CNN().apply({'params': state.params}, x))
 
 
+def test_checkpoints_kept_are_the_last_two_and_the_best_they_name(tmp_path):
+  state, checkpoints = _state(10), Checkpoints(str(tmp_path))
+  kept = []
+  for epoch, best in enumerate([1, 2, 2, 2, 5, 5], 1):
+    checkpoints.save(epoch, state, {'best_epoch': best, 'best_value': 0.0})
+    kept.append(checkpoints.epochs())
+  # Epoch 4 still names 2 as best: kept while 4 is one of the last two (its fallback).
+  assert kept == [[1], [1, 2], [2, 3], [2, 3, 4], [2, 4, 5], [5, 6]]
+  restored, meta = checkpoints.restore_best(jax.eval_shape(lambda: _state(10)))
+  assert meta['epoch'] == 5
+  checkpoints.close()
+
+
 def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
   Checkpoints(str(tmp_path)).save(1, _state(10), {'best_epoch': 1, 'best_value': 0.5})
   with pytest.raises(UserError, match=r'different model: .*dense3.* shape \(10,\).*\(5,\)'):
@@ -127,6 +140,7 @@ def test_sweep_writes_a_table_with_the_best_value_marked(cnn_config, tmp_path):
     ('learning_rate=fast', "'fast' is not a valid float"),
     ('no_such_key=1,2', "unknown config key 'no_such_key'"),
     ('learning_rate=1e-3,1e-3', 'repeats'),
+    ('learning_rate=1e-3,0.001', r'repeats a value \(1e-3 and 0.001 are both 0.001\)'),
 ])
 def test_malformed_sweep_values(cnn_config, spec, message):
   with pytest.raises(UserError, match=message):

@@ -148,3 +148,40 @@ def test_full_disk_while_saving_a_checkpoint(cnn_config, tmp_path, reference_run
   assert [r['epoch'] for r in records.read_metrics(workdir)] == [1, 2]  # Valid, one line extra.
   train.train_and_evaluate(cnn_config, workdir)
   assert_same_run(workdir, reference_run)
+
+
+def test_a_field_added_later_at_its_default_is_the_same_experiment(monkeypatch):
+  saved = {'task': 'classification', 'learning_rate': 0.001, 'decode': {'beam_size': 1}}
+  current = {**saved, 'label_smoothing': 0.0}
+  assert workdirs.config_differences(saved, current) == ['label_smoothing']
+  monkeypatch.setitem(workdirs.ADDED_FIELDS, 'label_smoothing', 0.0)
+  assert workdirs.config_differences(saved, current) == []
+  assert workdirs.config_differences(saved, {**saved, 'label_smoothing': 0.1}) == ['label_smoothing']
+  # Runtime fields may change; tuples and lists (as JSON stores them) are the same value.
+  assert workdirs.config_differences({**saved, 'sizes': [1, 2]},
+                                     {**saved, 'sizes': (1, 2), 'decode': {'beam_size': 8}}) == []
+
+
+def test_atomic_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
+  calls = []
+  real_fsync, real_replace = os.fsync, os.replace
+  monkeypatch.setattr(os, 'fsync', lambda fd: (calls.append('fsync'), real_fsync(fd))[1])
+  monkeypatch.setattr(os, 'replace', lambda a, b: (calls.append('replace'), real_replace(a, b))[1])
+  records.write_json(str(tmp_path / 'results.json'), {'a': 1})
+  assert calls[:2] == ['fsync', 'replace']
+  assert records.read_json(str(tmp_path / 'results.json')) == {'a': 1}
+
+
+def test_results_and_checkpoints_record_what_produced_them(cnn_config, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from hw2.checkpoint import Checkpoints  # pylint: disable=g-import-not-at-top
+  cnn_config.num_epochs = 1
+  results = train.train_and_evaluate(cnn_config, str(tmp_path))
+  assert results['provenance']['packages']['jax'] == jax.__version__
+  assert len(results['provenance']['git']['commit']) == 40  # The tests run in a git checkout.
+  checkpoints = Checkpoints(str(tmp_path))
+  meta = checkpoints.latest_meta()
+  checkpoints.close()
+  assert meta['provenance'] == results['provenance']
+  assert meta['config'] == workdirs.as_json(cnn_config)
+  assert [r['epoch'] for r in meta['history']] == [1]

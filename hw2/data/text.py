@@ -129,12 +129,8 @@ def vocabularies_json(source, target):
                     ensure_ascii=False)
 
 
-def save_vocabularies(path, source, target):
-  records.write_atomic(path, vocabularies_json(source, target))
-
-
 def load_vocabularies(path):
-  """(source, target) vocabularies saved by save_vocabularies.
+  """(source, target) vocabularies of a vocabulary file (vocabularies_json).
 
   Raises:
     UserError: the file is missing or damaged.
