@@ -54,7 +54,7 @@ def s2s_task(data_dir, beam_size=1, use_attention=True):
   from configs import seq2seq  # pylint: disable=g-import-not-at-top
   from hw2 import tasks  # pylint: disable=g-import-not-at-top
   config = seq2seq.get_config()
-  config.data_dir, config.use_attention = data_dir, use_attention
+  config.data_dir, config.model.use_attention = data_dir, use_attention
   config.decode.beam_size = beam_size
   return config, tasks.build(config, '/tmp/hw2_benchmark_s2s', 'train')
 

@@ -7,7 +7,7 @@ figure beside the homework report's numbers.
   python main.py --config configs/homework.py --workdir runs/homework --mode report
 
 The experiment configs nest inside, so every override works as usual:
-  --config.cnn.num_epochs=2 --config.translation.hidden_size=64 --config.beam_sizes='(1, 4)'
+  --config.cnn.num_epochs=2 --config.translation.model.hidden_size=64 --config.beam_sizes='(1, 4)'
 Offline, the CNN part trains on Fashion-MNIST or on the KMNIST test images shipped in data/:
   --config.cnn.dataset=fashion_mnist --config.cnn.data_dir=/usr/share/datasets/fashion-mnist
   --config.cnn.data_dir=data/kmnist --config.cnn.split_test_images=2000 \
@@ -26,7 +26,7 @@ def get_config():
   config.theory = theory.get_config()
   config.cnn = cnn.get_config()
   config.learning_rates = (1e-5, 5e-4, 1e-2)  # Question 2's sweep.
-  config.translation = seq2seq.get_config()  # Trained twice: use_attention False, then True.
+  config.translation = seq2seq.get_config()  # Trained twice: model.use_attention False, True.
   config.beam_sizes = (1, 2, 4, 8)  # Question 3 (c); 1 is greedy decoding.
   config.length_penalties = (0.0, 0.6, 1.0)
   return config

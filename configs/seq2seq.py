@@ -1,7 +1,7 @@
 """The homework's character-level Spanish -> English translation (question 3), no attention.
 
   python main.py --config configs/seq2seq.py --workdir runs/s2s
-  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --config.use_attention=True
+  python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --config.model.use_attention=True
   python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --mode eval \
       --config.decode.beam_size=4
   python main.py --config configs/seq2seq.py --workdir runs/s2s_attn --mode translate \
@@ -33,9 +33,14 @@ def get_config():
   config.normalize = 'homework'  # or 'none' (NFC only) for any script.
   config.max_length = 19  # Training pairs with a side longer than this are dropped ("< 20").
 
-  config.hidden_size = 128  # Also the embedding size; the encoder has 64 units per direction.
-  config.dropout_rate = 0.3
-  config.use_attention = False
+  # The model (hw2/models/seq2seq.py): config.model reaches its constructor as keyword arguments.
+  # impl: 'reference', 'fast' (hw2/models/fast/, for CPUs) or 'auto' (fast on CPU, reference on
+  # GPU/TPU); a runtime setting, free to change on resume, eval or translate.
+  config.model = ml_collections.ConfigDict()
+  config.model.impl = 'auto'
+  config.model.hidden_size = 128  # Also the embedding size; 64 encoder units per direction.
+  config.model.dropout_rate = 0.3
+  config.model.use_attention = False
 
   config.optimizer = 'adam'
   config.learning_rate = 0.003

@@ -7,5 +7,5 @@ from configs import seq2seq
 
 def get_config():
   config = seq2seq.get_config()
-  config.use_attention = True
+  config.model.use_attention = True
   return config

@@ -39,7 +39,7 @@ def sweep_spec(config):
 
 def translation_config(config, use_attention):
   run_config = config.translation.copy_and_resolve_references()
-  run_config.use_attention = use_attention
+  run_config.model.use_attention = use_attention
   return run_config
 
 

@@ -211,7 +211,7 @@ def _cnn_section(workdir, config):
       '## Question 2: CNN image classification',
       f"Data: {_cnn_data(config)}; {sizes.get('train', '?')} training, "
       f"{sizes.get('validation', '?')} validation and {sizes.get('test', '?')} test images. "
-      f'Settings: Adam, batch {cnn.batch_size}, dropout {cnn.dropout_rate}, '
+      f'Settings: Adam, batch {cnn.batch_size}, dropout {cnn.model.dropout_rate}, '
       f'{_count(cnn.num_epochs, "epoch")}, seed {cnn.seed}. The measured test accuracy is that '
       'of the checkpoint with the best validation accuracy; the homework reports its final '
       'model, so a run that collapses late (final validation accuracy near 0.10, the '
@@ -260,7 +260,7 @@ def _translation_section(workdir, config):
       f"Data: `{_shown(t.data_dir)}` ({sizes.get('train', '?')} training pairs of at most "
       f"{t.max_length} characters, {sizes.get('validation', '?')} validation, "
       f"{sizes.get('test', '?')} test). Settings: Adam {t.learning_rate}, batch {t.batch_size}, "
-      f'hidden size {t.hidden_size}, dropout {t.dropout_rate}, {_count(t.num_epochs, "epoch")}, '
+      f'hidden size {t.model.hidden_size}, dropout {t.model.dropout_rate}, {_count(t.num_epochs, "epoch")}, '
       'greedy '
       'decoding. Error rate = mean Levenshtein(reference, prediction) / len(reference), the '
       "homework's selection metric; chrF and BLEU are sacrebleu's corpus scores (0-100).",

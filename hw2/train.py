@@ -24,7 +24,6 @@ import numpy as np
 import optax
 
 from hw2 import models
-from hw2 import optim
 from hw2 import parallel
 from hw2 import plots
 from hw2 import records
@@ -36,8 +35,8 @@ from hw2.checkpoint import Checkpoints
 from hw2.errors import UserError
 
 PARAMETERS_FILE = 'parameters.txt'
-# config.optimizer (hw2/validation.py). hw2/optim.py's Adam is optax.adam with a cheaper step.
-OPTIMIZERS = {'adam': optim.adam, 'sgd': optax.sgd}
+# config.optimizer (hw2/validation.py).
+OPTIMIZERS = {'adam': optax.adam, 'sgd': optax.sgd}
 
 
 def make_optimizer(config):
@@ -222,7 +221,8 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
   multi_step = make_multi_step(task.loss)
   metric, mode = task.selection_metric, task.selection_mode
   run_facts = {'config': workdirs.as_json(config), 'files': task.workdir_files(),
-               'provenance': records.provenance()}
+               'provenance': records.provenance(),
+               'model_impl': models.resolve_impl(config.model.impl)}
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
     state, train_loss, train_seconds = _train_epoch(multi_step, state, data, batch_indices,
@@ -254,6 +254,7 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
              'train_seconds': round(sum(r['train_seconds'] for r in tracker.history), 1),
              'compilations': compilations, 'examples': task.split_sizes(),
              'devices': parallel.device_count(), 'provenance': run_facts['provenance'],
+             'model_impl': run_facts['model_impl'],
              **{f'test_{k}': v for k, v in task.evaluate(best_state.params, 'test').items()}}
   workdirs.phase('tested')
   _plot_history(tracker.history, metric, workdir)

@@ -25,6 +25,7 @@ CHOICES = {
     'optimizer': ('adam', 'sgd'),  # hw2/train.py OPTIMIZERS
     'dataset': tuple(images.DATASETS),
     'normalize': tuple(text.NORMALIZERS),
+    'model.impl': ('auto', 'reference', 'fast'),  # hw2/models IMPLS
 }
 
 
@@ -68,12 +69,13 @@ MAX_DECODE_LENGTH = 1 << 12
 # another task (e.g. --config.task=translation on configs/cnn.py).
 TASK_FIELDS = {
     'classification': ('dataset', 'data_dir', 'validation_size', 'max_train_examples',
-                       'split_seed', 'split_test_images', 'dropout_rate', 'optimizer',
-                       'learning_rate', 'batch_size', 'num_epochs', 'seed', 'steps_per_call',
-                       'eval_batch_size'),
+                       'split_seed', 'split_test_images', 'model.impl', 'model.dropout_rate',
+                       'optimizer', 'learning_rate', 'batch_size', 'num_epochs', 'seed',
+                       'steps_per_call', 'eval_batch_size'),
     'translation': ('data_dir', 'train_file', 'validation_file', 'test_file', 'source_column',
-                    'target_column', 'normalize', 'max_length', 'hidden_size', 'dropout_rate',
-                    'use_attention', 'optimizer', 'learning_rate', 'batch_size', 'num_epochs',
+                    'target_column', 'normalize', 'max_length', 'model.impl', 'model.hidden_size',
+                    'model.dropout_rate', 'model.use_attention', 'optimizer', 'learning_rate',
+                    'batch_size', 'num_epochs',
                     'seed', 'steps_per_call', 'eval_batch_size', 'num_attention_plots',
                     'decode.beam_size', 'decode.length_penalty', 'decode.max_length',
                     'decode.max_source_length', 'decode.n_best'),
@@ -92,15 +94,14 @@ RULES = {
     'eval_batch_size': _integer(1, MAX_BATCH),
     'num_epochs': _integer(1),
     'steps_per_call': _integer(0),
-    'conv_chains': _integer(0, 64),
     'learning_rate': _real(0, low_open=True),
-    'dropout_rate': _real(0, high=1),
+    'model.dropout_rate': _real(0, high=1),
     'max_train_examples': _integer(0),
     'validation_size': _integer(0),
     'split_test_images': _integer(0),
     'seed': _integer(0, SEED_MAX),
     'split_seed': _integer(0, SEED_MAX),
-    'hidden_size': _even(2, MAX_HIDDEN),
+    'model.hidden_size': _even(2, MAX_HIDDEN),
     'max_length': _integer(1, MAX_DECODE_LENGTH),
     'source_column': _integer(0, 1000),
     'target_column': _integer(0, 1000),

@@ -49,7 +49,7 @@ _held = {}  # Real path -> nesting depth of the locks this process holds.
 
 # Config fields that may differ between the run that wrote a workdir and one that resumes or
 # evaluates it; any other difference means a different experiment.
-RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'conv_chains')
+RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'model.impl')
 # Fields added to the configs after workdirs were written with them, and the value that a workdir
 # without the field was trained with: a resume compares a missing field as this default.
 ADDED_FIELDS = {}
@@ -184,8 +184,12 @@ def config_for_evaluation(workdir, config):
   """The workdir's training config with the runtime fields (decoding, eval batch) of `config`."""
   saved = load_saved_config(workdir)
   for field in RUNTIME_FIELDS:
-    if field in config:
-      saved[field] = config[field]
+    *parents, leaf = field.split('.')
+    source, target = config, saved
+    for name in parents:
+      source, target = source.get(name), target.get(name)
+    if source is not None and target is not None and leaf in source:
+      target[leaf] = source[leaf]
   return saved
 
 
@@ -210,7 +214,7 @@ def config_differences(saved, current):
   saved, current = _flatten(as_json(saved)), _flatten(as_json(current))
   absent = object()
   return [name for name in sorted(set(saved) | set(current))
-          if name.split('.')[0] not in RUNTIME_FIELDS
+          if not any(name == f or name.startswith(f + '.') for f in RUNTIME_FIELDS)
           and saved.get(name, ADDED_FIELDS.get(name, absent))
           != current.get(name, ADDED_FIELDS.get(name, absent))]
 

@@ -42,7 +42,7 @@ def s2s_args(tmp_path_factory):
       (folder / f'{name}-eng-spa.txt').write_text(''.join(f.readlines()[:lines]),
                                                   encoding='utf-8')
   return ['--config', 'configs/seq2seq_attention.py', f'--config.data_dir={folder}',
-          '--config.hidden_size=32', '--config.batch_size=32', '--config.num_epochs=2',
+          '--config.model.hidden_size=32', '--config.batch_size=32', '--config.num_epochs=2',
           '--config.num_attention_plots=1']
 
 

@@ -17,7 +17,7 @@ def shrunk_flags(small_image_dir, text_dir):
           f'--config.cnn.data_dir={small_image_dir}', '--config.cnn.validation_size=200',
           '--config.cnn.batch_size=50', '--config.cnn.num_epochs=1',
           f'--config.translation.data_dir={text_dir}', '--config.translation.num_epochs=1',
-          '--config.translation.hidden_size=32', '--config.translation.eval_batch_size=32',
+          '--config.translation.model.hidden_size=32', '--config.translation.eval_batch_size=32',
           '--config.translation.num_attention_plots=2',
           '--config.beam_sizes=(1, 2)', '--config.length_penalties=(0.0,)']
 

@@ -1,12 +1,17 @@
-"""The translation model: LSTM maths, padding invariance, attention masking, the masked loss."""
+"""The translation model, both implementations (hw2/models/seq2seq.py is the definition,
+hw2/models/fast/seq2seq.py the CPU one): LSTM maths, padding invariance, attention masking, the
+masked loss. tests/test_models.py holds the fast one to the definition."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from hw2.models import count_params
-from hw2.models.seq2seq import LSTM, LSTMState, Seq2Seq, lstm_cell, scan_lstms
+from hw2.models import seq2seq as reference
+from hw2.models.fast import seq2seq as fast_seq2seq
 from hw2.tasks.translation import masked_cross_entropy
+
+IMPLEMENTATIONS = {'reference': reference, 'fast': fast_seq2seq}
 
 V_SRC, V_TGT = 12, 9
 
@@ -15,8 +20,13 @@ def _sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
-def test_lstm_equals_a_plain_numpy_loop():
-  lstm = LSTM(input_size=3, hidden_size=4)
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def impl(request):
+  return IMPLEMENTATIONS[request.param]
+
+
+def test_lstm_equals_a_plain_numpy_loop(impl):
+  lstm = impl.LSTM(input_size=3, hidden_size=4)
   x = np.random.RandomState(0).randn(2, 5, 3).astype(np.float32)
   params = lstm.init(jax.random.key(0), x)['params']
   outputs, state = lstm.apply({'params': params}, x)
@@ -31,8 +41,8 @@ def test_lstm_equals_a_plain_numpy_loop():
   np.testing.assert_allclose(state.h, h, atol=1e-5)
 
 
-def test_lstm_state_stops_at_each_length():
-  lstm = LSTM(input_size=3, hidden_size=4)
+def test_lstm_state_stops_at_each_length(impl):
+  lstm = impl.LSTM(input_size=3, hidden_size=4)
   x = np.random.RandomState(1).randn(2, 6, 3).astype(np.float32)
   params = lstm.init(jax.random.key(0), x)['params']
   outputs, state = lstm.apply({'params': params}, x, lengths=jnp.array([4, 6]))
@@ -43,16 +53,17 @@ def test_lstm_state_stops_at_each_length():
   np.testing.assert_allclose(state.c[0], short_state.c[0], atol=1e-6)
 
 
-@pytest.fixture(scope='module', params=[False, True], ids=['plain', 'attention'])
-def model_and_params(request):
-  model = Seq2Seq(V_SRC, V_TGT, hidden_size=16, dropout_rate=0.3, use_attention=request.param)
+@pytest.fixture(params=[False, True], ids=['plain', 'attention'])
+def model_and_params(request, impl):
+  model = impl.Seq2Seq(V_SRC, V_TGT, hidden_size=16, dropout_rate=0.3,
+                       use_attention=request.param)
   source = jnp.ones((1, 3), jnp.int32)
   params = model.init(jax.random.key(0), source, jnp.array([3]), source)['params']
   return model, params
 
 
-def test_homework_size_parameter_count():
-  model = Seq2Seq(34, 34, use_attention=True)
+def test_homework_size_parameter_count(impl):
+  model = impl.Seq2Seq(34, 34, use_attention=True)
   source = jnp.ones((1, 3), jnp.int32)
   params = model.init(jax.random.key(0), source, jnp.array([3]), source)['params']
   embeddings = 2 * 34 * 128
@@ -70,9 +81,9 @@ def test_padding_changes_nothing(model_and_params):
   for total in (5, 8, 13):
     source = jnp.zeros((1, total), jnp.int32).at[0, :5].set(sentence)
     memory, mask, state = model.apply({'params': params}, source, jnp.array([5]),
-                                      method=Seq2Seq.encode)
+                                      method='encode')
     logits, _, _ = model.apply({'params': params}, target, state, memory, mask,
-                               method=Seq2Seq.decode)
+                               method='decode')
     np.testing.assert_array_equal(memory[0, 5:], 0.0)
     results.append((memory[0, :5], state, logits))
   for memory, state, logits in results[1:]:
@@ -82,15 +93,15 @@ def test_padding_changes_nothing(model_and_params):
     np.testing.assert_allclose(logits, results[0][2], atol=1e-5)
 
 
-def test_attention_is_zero_on_padding_and_sums_to_one():
-  model = Seq2Seq(V_SRC, V_TGT, hidden_size=16, use_attention=True)
+def test_attention_is_zero_on_padding_and_sums_to_one(impl):
+  model = impl.Seq2Seq(V_SRC, V_TGT, hidden_size=16, use_attention=True)
   source = jnp.array([[5, 7, 4, 0, 0, 0], [4, 4, 5, 6, 7, 8]])
   lengths = jnp.array([3, 6])
   params = model.init(jax.random.key(1), source, lengths, source)['params']
-  memory, mask, state = model.apply({'params': params}, source, lengths, method=Seq2Seq.encode)
+  memory, mask, state = model.apply({'params': params}, source, lengths, method='encode')
   target = jnp.array([[1, 4, 5, 6], [1, 7, 7, 2]])
   _, _, weights = model.apply({'params': params}, target, state, memory, mask,
-                              method=Seq2Seq.decode)
+                              method='decode')
   assert weights.shape == (2, 4, 6)
   np.testing.assert_array_equal(weights[0, :, 3:], 0.0)
   np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
@@ -119,51 +130,11 @@ def test_loss_ignores_pad_positions():
 def test_decode_step_equals_teacher_forced_decoding(model_and_params):
   model, params = model_and_params
   source, lengths = jnp.array([[5, 7, 4, 0], [4, 8, 9, 6]]), jnp.array([3, 4])
-  memory, mask, state = model.apply({'params': params}, source, lengths, method=Seq2Seq.encode)
+  memory, mask, state = model.apply({'params': params}, source, lengths, method='encode')
   tokens = jnp.array([[1, 4, 6, 5], [1, 7, 7, 3]])
   logits, _, _ = model.apply({'params': params}, tokens, state, memory, mask,
-                             method=Seq2Seq.decode)
+                             method='decode')
   for t in range(4):
     step_logits, state = model.apply({'params': params}, tokens[:, t], state, memory, mask,
-                                     method=Seq2Seq.decode_step)
+                                     method='decode_step')
     np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
-
-
-def _reference_lstm(projected, w_hidden, state, valid):
-  """Plain autodiff LSTM (batch-major in and out), for checking the hand-written gradient."""
-  def step(state, xs):
-    x, v = xs
-    new = lstm_cell(state, x, w_hidden)
-    keep = v[:, None]
-    return (LSTMState(jnp.where(keep, new.c, state.c), jnp.where(keep, new.h, state.h)),
-            jnp.where(keep, new.h, 0.0))
-  state, outputs = jax.lax.scan(step, state, (projected.swapaxes(0, 1), valid.T))
-  return outputs.swapaxes(0, 1), state
-
-
-def test_hand_written_lstm_gradient_equals_autodiff():
-  rng = np.random.RandomState(3)
-  b, t, sizes = 3, 6, (4, 5)
-  projected = tuple(jnp.asarray(rng.randn(b, t, 4 * h), jnp.float32) for h in sizes)
-  w_hidden = tuple(jnp.asarray(rng.randn(h, 4 * h) * 0.5, jnp.float32) for h in sizes)
-  states = tuple(LSTMState(*(jnp.asarray(rng.randn(b, h), jnp.float32) for _ in range(2)))
-                 for h in sizes)
-  valid = jnp.arange(t)[None, :] < jnp.array([6, 2, 4])[:, None]  # Padding inside the batch.
-  weights = [jnp.asarray(rng.randn(b, t, h), jnp.float32) for h in sizes]
-
-  def objective(run):
-    def f(projected, w_hidden, states):
-      outputs, finals = run(projected, w_hidden, states)
-      return sum(jnp.sum(o * w) + jnp.sum(s.c * 0.7 - s.h * 1.3)
-                 for o, w, s in zip(outputs, weights, finals))
-    return f
-
-  ours = objective(lambda p, w, s: scan_lstms(p, w, s, valid))
-  reference = objective(lambda p, w, s: tuple(zip(*[
-      _reference_lstm(p[k], w[k], s[k], valid) for k in range(len(sizes))])))
-  np.testing.assert_allclose(ours(projected, w_hidden, states),
-                             reference(projected, w_hidden, states), rtol=1e-5)
-  grads = jax.grad(ours, argnums=(0, 1, 2))(projected, w_hidden, states)
-  expected = jax.grad(reference, argnums=(0, 1, 2))(projected, w_hidden, states)
-  for g, e in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
-    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)

@@ -26,13 +26,13 @@ def make_config(data_dir, **overrides):
   config.train_file, config.validation_file, config.test_file = 'train.tsv', 'val.tsv', 'test.tsv'
   config.source_column, config.target_column = 0, 1
   config.normalize = 'none'
-  config.hidden_size = 64
+  config.model.hidden_size = 64
   config.batch_size = 32
-  config.dropout_rate = 0.0
+  config.model.dropout_rate = 0.0
   config.learning_rate = 0.01
   config.eval_batch_size = 256
   config.num_attention_plots = 2
-  config.update(overrides)
+  config.update_from_flattened_dict(overrides)
   return config
 
 
@@ -48,7 +48,7 @@ def reverse_run(tmp_path_factory):
   rng = np.random.RandomState(0)
   for name, n in (('train', 2000), ('val', 200), ('test', 200)):
     write_tsv(data_dir / f'{name}.tsv', reverse_pairs(rng, n))
-  config = make_config(data_dir, use_attention=True, num_epochs=10)
+  config = make_config(data_dir, **{'model.use_attention': True, 'num_epochs': 10})
   workdir = str(tmp_path_factory.mktemp('reverse_run'))
   results = train.train_and_evaluate(config, workdir)
   return config, workdir, results
@@ -149,7 +149,7 @@ def test_non_latin_script_trains_with_normalize_none(tmp_path):
   for name in ('train', 'val', 'test'):
     write_tsv(tmp_path / f'{name}.tsv', pairs)
   workdir = str(tmp_path / 'run')
-  config = make_config(tmp_path, num_epochs=1, hidden_size=16)
+  config = make_config(tmp_path, **{'num_epochs': 1, 'model.hidden_size': 16})
   results = train.train_and_evaluate(config, workdir)
   assert 0.0 <= results['test_error_rate']
   vocab = records.read_json(os.path.join(workdir, 'vocab.json'))

@@ -1,6 +1,38 @@
-"""Flax Linen models, used through pure `init` / `apply`."""
+"""Flax Linen models, used through pure `init` / `apply`.
+
+Each model has a definition written with Flax's layers (cnn.py, seq2seq.py) and may have a CPU
+implementation of the same function with the same parameters in fast/. `build` is the one place
+that reads `config.model`: its `impl` picks the implementation ('auto': fast on CPU, where it
+pays, and the reference on GPU/TPU), and its other fields reach the model's constructor as keyword
+arguments.
+"""
+import importlib
+
 import jax
 import numpy as np
+
+IMPLS = ('auto', 'reference', 'fast')
+# Model name -> (module under hw2/models and hw2/models/fast, class name).
+MODELS = {'cnn': ('cnn', 'CNN'), 'seq2seq': ('seq2seq', 'Seq2Seq')}
+
+
+def resolve_impl(impl):
+  """'reference' or 'fast' for config.model.impl; 'auto' is fast on the CPU backend only. Call it
+  after jax.distributed has started (the backend is then that of the whole run)."""
+  if impl == 'auto':
+    return 'fast' if jax.default_backend() == 'cpu' else 'reference'
+  return impl
+
+
+def build(name, model_config, **kwargs):
+  """The model `name` ('cnn' or 'seq2seq') in the implementation config.model.impl chooses, built
+  with config.model's other fields and `kwargs` (sizes that come from the data) as keyword
+  arguments."""
+  module_name, class_name = MODELS[name]
+  package = 'hw2.models.fast' if resolve_impl(model_config.impl) == 'fast' else 'hw2.models'
+  model_class = getattr(importlib.import_module(f'{package}.{module_name}'), class_name)
+  settings = {k: v for k, v in model_config.items() if k != 'impl'}
+  return model_class(**settings, **kwargs)
 
 
 def count_params(params):

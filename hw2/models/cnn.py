@@ -1,196 +1,35 @@
 """The homework's small CNN for 28x28 grey images (420,906 parameters with 10 classes).
 
-conv(8, 5x5, pad 2) -> ReLU -> maxpool 2 -> conv(16, 3x3) -> ReLU -> maxpool 2 -> dense 600 ->
-ReLU -> dropout -> dense 120 -> ReLU -> dense classes: the function of nn.Conv + nn.max_pool +
-nn.Dense + nn.Dropout (tests/test_cnn.py checks outputs, gradients and 20 Adam steps against them),
-with their parameters (the same tree, shapes and initial values), written for speed on CPU:
-
-- Each convolution + ReLU + 2x2 max-pooling is one matrix product. For a pooled output position,
-  the (KH + 1) x (KW + 1) input window under its 2x2 pooling window holds everything its four
-  convolution outputs read; a [4 * O, (KH+1)(KW+1)C] matrix built from the kernel (`pooled_kernel`)
-  gives those four outputs from the window's pixels, and the pooled value is their max (then bias
-  and ReLU, which commute with the max). No pooling or scatter kernels remain in the gradient.
-- Activations are channel-major ([C, batch * positions]) so that every product has a long,
-  contiguous last dimension that a batch split over devices splits, and the first block's output
-  is kept in space-to-depth order (batch, row parity, column parity, 7, 7), so that the second
-  block's stride-2 windows are four unit-stride slices whose gradient is four plain pads.
-- XLA's CPU loop kernels are fast over an array's own n-d shape and several times slower over a
-  flat 2-d view of it, where each element's n-d index is rebuilt: the first block's max and ReLU
-  run on its 6-d view, and the second block's col2im gradient is kept a kernel of its own
-  (`_conv2_windows_bwd`).
-- The dense layers are layers.Dense (nn.Dense's function), whose gradient lets XLA update each
-  kernel in place instead of copying it every step.
-- With `chains` = 2 the convolution blocks run on two independent halves of the batch (examples
-  of even and of odd index), which XLA's CPU runtime can execute on two cores at once; the dense
-  layers then run on the whole batch again. The function is the same; the convolutions' kernel
-  gradients are sums over the halves, so they differ from one chain's in the last bits.
+The definition of the model, written with Flax's layers as the homework lists it; the CPU
+implementation in hw2/models/fast/cnn.py computes the same function with the same parameters
+(tests/test_models.py holds it to this one).
 """
 import flax.linen as nn
-import jax
-from jax import lax
-import jax.numpy as jnp
-
-from hw2.models.layers import Dense, Dropout
-
-
-class ConvParameters(nn.Module):
-  """The parameters of nn.Conv(features=O, kernel_size=(KH, KW)): kernel [KH, KW, C, O] and bias
-  [O], initialised as nn.Conv initialises them."""
-  kernel_shape: tuple
-
-  @nn.compact
-  def __call__(self):
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), self.kernel_shape, jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), self.kernel_shape[-1:], jnp.float32)
-    return kernel, bias
-
-
-@jax.custom_vjp
-def max_of_4(x):
-  """[4, O, ...] -> [O, ...]: the max over the leading axis, with reduce_max's gradient (tied maxima
-  share it), as elementwise ops: on CPU XLA's reduce over a short leading axis is slow."""
-  return jnp.maximum(jnp.maximum(x[0], x[1]), jnp.maximum(x[2], x[3]))
-
-
-def _max_of_4_fwd(x):
-  m = max_of_4(x)
-  return m, (x, m)
-
-
-def _max_of_4_bwd(residuals, g):
-  """Entry k gets g / (number of maxima) where x[k] is a maximum, else 0. Computed on [O, N] views,
-  and each entry's count summed in its own order (exact: it adds 0s and 1s), so that the four
-  outputs share no intermediate array and XLA computes them in one kernel instead of first storing
-  the four comparisons."""
-  x, m = residuals
-  flat = x.reshape(4, x.shape[1], -1)
-  m, g = m.reshape(flat.shape[1:]), g.reshape(flat.shape[1:])
-  hits = [(flat[k] == m).astype(g.dtype) for k in range(4)]
-  counts = [((hits[k] + hits[(k + 1) % 4]) + hits[(k + 2) % 4]) + hits[(k + 3) % 4]
-            for k in range(4)]
-  return (jnp.stack([hits[k] * g / counts[k] for k in range(4)]).reshape(x.shape),)
-
-
-max_of_4.defvjp(_max_of_4_fwd, _max_of_4_bwd)
-
-
-def pooled_kernel(kernel):
-  """[KH, KW, C, O] -> [4 * O, KH + 1, KW + 1, C]: entry [(di, dj, o), p, q, c] is
-  kernel[p - di, q - dj, c, o] (0 outside the kernel), so that its product with the (KH + 1) x
-  (KW + 1) window under a 2x2 pooling window gives the convolution at the four offsets (di, dj)."""
-  kh, kw, c, o = kernel.shape
-  shifted = jnp.stack([jnp.pad(kernel, ((di, 1 - di), (dj, 1 - dj), (0, 0), (0, 0)))
-                       for di in (0, 1) for dj in (0, 1)])  # [4, KH+1, KW+1, C, O]
-  return shifted.transpose(0, 4, 1, 2, 3).reshape(4 * o, kh + 1, kw + 1, c)
-
-
-def conv1_windows(images):
-  """[B, 28, 28, 1] -> [36, B * 196]: the 6x6 window (of the image padded by 2) under each 2x2
-  pooling window of the first convolution's 28x28 output. Row (p, q) is the window pixel; column
-  (b, r, s, I, J) is the pooled position (2 I + r, 2 J + s), I, J < 7, of image b (the batch
-  leads, so that a batch split over devices splits the columns)."""
-  b = images.shape[0]
-  x = jnp.pad(images[..., 0], ((0, 0), (2, 2), (2, 2)))  # [B, 32, 32]
-  x = x.reshape(b, 8, 4, 8, 4).transpose(0, 2, 4, 1, 3)  # [B, t, u, 8, 8]: row 4 i + t, col 4 j + u
-  rows = []
-  for p in range(6):
-    for q in range(6):
-      parities = []
-      for r in range(2):
-        for s in range(2):  # Pixel row 2 (2 I + r) + p = 4 (I + k) + t.
-          (k, t), (l, u) = divmod(2 * r + p, 4), divmod(2 * s + q, 4)
-          parities.append(x[:, t, u, k:k + 7, l:l + 7])
-      rows.append(jnp.stack(parities, axis=1))  # [B, 4, 7, 7]
-  return jnp.stack(rows).reshape(36, b * 196)
-
-
-@jax.custom_vjp
-def conv2_windows(pooled):
-  """[8, B, 2, 2, 7, 7] (channel c, b, row parity r, column parity s, I, J: the first block's
-  output in space-to-depth order) -> [128, B * 36]: the 4x4 window under each 2x2 pooling window of
-  the second convolution's 12x12 output. Row (a, e, c, r, s) is window pixel (2 a + r, 2 e + s);
-  column (b, i, j) the pooled position, i, j < 6."""
-  return _conv2_windows(pooled)
-
-
-def _conv2_windows(pooled):
-  b = pooled.shape[1]
-  x = pooled.transpose(0, 2, 3, 1, 4, 5).reshape(32, b, 7, 7)
-  return jnp.stack([x[..., a:a + 6, e:e + 6] for a in (0, 1) for e in (0, 1)]).reshape(128, b * 36)
-
-
-def _conv2_windows_fwd(pooled):
-  return _conv2_windows(pooled), pooled.shape
-
-
-def _conv2_windows_bwd(shape, g):  # The four slices' transposes: plain pads.
-  b = shape[1]
-  g = g.reshape(4, 32, b, 6, 6)
-  pads = [jnp.pad(g[2 * a + e], ((0, 0), (0, 0), (a, 1 - a), (e, 1 - e)))
-          for a in (0, 1) for e in (0, 1)]
-  x = ((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(8, 2, 2, b, 7, 7)
-  # Dividing by a 1 that XLA cannot fold keeps these pads a kernel of their own, looping over the
-  # 6-d shape: fused into consumers that loop over [8, B * 196] instead, each element's 6-d index
-  # is computed from a flat one, several times slower (about 6x at batch 64 by the trace).
-  return (x.transpose(0, 3, 1, 2, 4, 5) / (1.0 + 0.0 * g[0, 0, 0, 0, 0]),)
-
-
-conv2_windows.defvjp(_conv2_windows_fwd, _conv2_windows_bwd)
-
-
-def _pooled_relu(products, bias, positions):
-  """[4 * O, N] products -> ReLU(max over the 4 offsets + bias): [O, *positions] (N = the product
-  of `positions`)."""
-  o = bias.shape[0]
-  x = max_of_4(products.reshape(4, o, *positions))
-  return nn.relu(x + bias.reshape(o, *(1,) * len(positions)))
 
 
 class CNN(nn.Module):
-  """Inputs are NHWC images [B, 28, 28, 1]; outputs are logits [B, num_classes].
-
-  `chains`: the convolution blocks run on this many interleaved slices of the batch (example i in
-  slice i mod chains) when it divides the batch, else on the whole batch.
-  """
+  """Images [B, 28, 28, 1] -> logits [B, num_classes]."""
   num_classes: int = 10
   dropout_rate: float = 0.3
-  chains: int = 1
 
   def setup(self):
-    self.conv1 = ConvParameters((5, 5, 1, 8))
-    self.conv2 = ConvParameters((3, 3, 8, 16))
-    self.dense1 = Dense(600)
-    self.dense2 = Dense(120)
-    self.dense3 = Dense(self.num_classes)
-    self.dropout = Dropout(self.dropout_rate)
+    self.conv1 = nn.Conv(8, (5, 5), padding=2)  # -> [B, 28, 28, 8]
+    self.conv2 = nn.Conv(16, (3, 3), padding='VALID')  # [B, 14, 14, 8] -> [B, 12, 12, 16]
+    self.dense1 = nn.Dense(600)
+    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dense2 = nn.Dense(120)
+    self.dense3 = nn.Dense(self.num_classes)
 
   def first_layer_maps(self, images):
-    """Activation maps of the first convolution, before its ReLU: [B, 28, 28, 8]."""
-    kernel, bias = self.conv1()
-    return lax.conv_general_dilated(images, kernel, (1, 1), ((2, 2), (2, 2)),
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
-
-  def features(self, images):
-    """images [B, 28, 28, 1] -> both convolution blocks' output [B, 576], in nn.Dense's (h, w, c)
-    order."""
-    b = images.shape[0]
-    kernel, bias = self.conv1()
-    x = _pooled_relu(pooled_kernel(kernel).reshape(32, 36) @ conv1_windows(images), bias,
-                     (b, 2, 2, 7, 7))  # [8, B, 2, 2, 7, 7]: (c, b, r, s, I, J), as conv2_windows.
-    kernel, bias = self.conv2()  # Window rows (a, e, c, r, s) for kernel rows p = 2 a + r.
-    matrix = pooled_kernel(kernel).reshape(64, 2, 2, 2, 2, 8).transpose(0, 1, 3, 5, 2, 4)
-    x = _pooled_relu(matrix.reshape(64, 128) @ conv2_windows(x), bias, (b * 36,))
-    return x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # From [16, B * 36].
+    """The first convolution's activation maps, before its ReLU: [B, 28, 28, 8]."""
+    return self.conv1(images)
 
   def __call__(self, images, train=False):
-    """images [B, 28, 28, 1] float32 -> logits [B, num_classes]. `train` enables dropout."""
-    b, n = images.shape[0], self.chains
-    if n > 1 and b % n == 0:  # Interleaved, so that a batch split over devices stays local.
-      parts = images.reshape(b // n, n, *images.shape[1:])
-      x = jnp.stack([self.features(parts[:, k]) for k in range(n)], 1).reshape(b, 576)
-    else:
-      x = self.features(images)
-    x = nn.relu(self.dense1(x))
+    """`train` enables dropout (RNG collection 'dropout')."""
+    x = nn.max_pool(nn.relu(self.conv1(images)), (2, 2), strides=(2, 2))  # [B, 14, 14, 8]
+    x = nn.max_pool(nn.relu(self.conv2(x)), (2, 2), strides=(2, 2))  # [B, 6, 6, 16]
+    x = x.reshape(x.shape[0], -1)  # [B, 576]
+    x = nn.relu(self.dense1(x))  # [B, 600]
     x = self.dropout(x, deterministic=not train)
-    x = nn.relu(self.dense2(x))
+    x = nn.relu(self.dense2(x))  # [B, 120]
     return self.dense3(x)

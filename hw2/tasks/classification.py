@@ -11,13 +11,8 @@ from hw2 import parallel
 from hw2 import plots
 from hw2.data import batching
 from hw2.data import images
-from hw2.models.cnn import CNN
+from hw2 import models
 from hw2.tasks import base
-
-
-def conv_chains(config):
-  """config.conv_chains, or where it is 0 (or absent), 2 on CPU and 1 on GPU/TPU."""
-  return config.get('conv_chains', 0) or (2 if jax.default_backend() == 'cpu' else 1)
 
 
 class Classification(base.Task):
@@ -28,8 +23,7 @@ class Classification(base.Task):
   def __init__(self, config, workdir, mode):
     super().__init__(config, workdir, mode)
     self.data = images.load_image_splits(config)
-    self.model = CNN(num_classes=images.NUM_CLASSES, dropout_rate=config.dropout_rate,
-                     chains=conv_chains(config))
+    self.model = models.build('cnn', config.model, num_classes=images.NUM_CLASSES)
     self._predict = parallel.jit_batched(
         lambda params, x: jnp.argmax(self.model.apply({'params': params}, x), -1),
         batch_argnums=(1,))
@@ -67,7 +61,7 @@ class Classification(base.Task):
   def write_outputs(self, params, results):
     """The 8 first-layer activation maps (before ReLU) of training example 0, beside it."""
     image = self.data.train_images[:1]
-    maps = self.model.apply({'params': params}, image, method=CNN.first_layer_maps)
+    maps = self.model.apply({'params': params}, image, method='first_layer_maps')
     plots.plot_activation_maps(image[0, ..., 0], np.asarray(maps[0]),
                                os.path.join(self.workdir, 'activation_maps.png'),
                                title=f'first convolution before ReLU (label {self.data.train_labels[0]})')

@@ -10,13 +10,13 @@ import optax
 
 from hw2 import decoding
 from hw2 import metrics
+from hw2 import models
 from hw2 import parallel
 from hw2 import plots
 from hw2 import records
 from hw2.data import batching
 from hw2.data import text
 from hw2.errors import UserError
-from hw2.models.seq2seq import Seq2Seq
 from hw2.tasks import base
 
 VOCAB_FILE = 'vocab.json'
@@ -31,14 +31,14 @@ def make_decode_fn(model, beam_size, max_length, alpha, return_steps=False):
   """
   def decode(params, source, lengths):
     variables = {'params': params}
-    memory, mask, state = model.apply(variables, source, lengths, method=Seq2Seq.encode)
+    memory, mask, state = model.apply(variables, source, lengths, method='encode')
     batch = source.shape[0]
     if beam_size > 1:  # Per-row constants laid out like the flattened beams.
       memory, mask = (jnp.repeat(x, beam_size, axis=0) for x in (memory, mask))
 
     def tokens_to_logprobs(tokens, state):
       logits, state = model.apply(variables, tokens, state, memory, mask,
-                                  method=Seq2Seq.decode_step)
+                                  method='decode_step')
       logits = logits.at[:, jnp.array([text.PAD, text.SOS])].set(-jnp.inf)
       return jax.nn.log_softmax(logits), state
 
@@ -81,16 +81,16 @@ class Translation(base.Task):
     else:
       self.source_vocab, self.target_vocab = text.load_vocabularies(
           os.path.join(workdir, VOCAB_FILE))
-    self.model = Seq2Seq(self.source_vocab.size, self.target_vocab.size, config.hidden_size,
-                         config.dropout_rate, config.use_attention)
+    self.model = models.build('seq2seq', config.model, source_vocab_size=self.source_vocab.size,
+                              target_vocab_size=self.target_vocab.size)
     self.max_source_length = config.decode.max_source_length
     self._decode = parallel.jit_batched(
         make_decode_fn(self.model, config.decode.beam_size, config.decode.max_length,
                        config.decode.length_penalty), batch_argnums=(1, 2))
     # One sentence at a time (attention plots): replicated on every device.
     self._teacher_forced = parallel.jit_batched(
-        functools.partial(self.model.apply, method=Seq2Seq.decode), batch_argnums=())
-    self._encode = parallel.jit_batched(functools.partial(self.model.apply, method=Seq2Seq.encode),
+        functools.partial(self.model.apply, method='decode'), batch_argnums=())
+    self._encode = parallel.jit_batched(functools.partial(self.model.apply, method='encode'),
                                         batch_argnums=())
 
   def _path(self, field):
@@ -228,7 +228,7 @@ class Translation(base.Task):
         for s, r, p in zip(sources, references, predictions)]
     records.write_atomic(os.path.join(self.workdir, 'test_translations.tsv'),
                          '\n'.join(lines) + '\n')
-    if not self.config.use_attention:
+    if not self.config.model.use_attention:
       return
     for i in range(self.config.num_attention_plots):
       weights = self.attention_weights(params, sources[i], predictions[i])

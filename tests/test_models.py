@@ -1,0 +1,239 @@
+"""Each fast implementation (hw2/models/fast/) computes its definition's function (hw2/models/):
+the same parameters, outputs and gradients with dropout off and on (the same masks), the same
+parameters after Adam steps, and checkpoints that move between them; `impl='auto'` chooses."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from hw2 import models
+from hw2.models import cnn
+from hw2.models import seq2seq
+from hw2.models.fast import cnn as fast_cnn
+from hw2.models.fast import seq2seq as fast_seq2seq
+
+
+def _images(seed, batch):
+  """Images like the data's: in [0, 1], about half the pixels exactly 0 (background)."""
+  return jnp.maximum(jax.random.uniform(jax.random.key(seed), (batch, 28, 28, 1)) * 2 - 1, 0.0)
+
+
+def _assert_trees_close(a, b, **tolerance):
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(x, y, **tolerance)
+
+
+# --- CNN ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def cnn_params():
+  return cnn.CNN().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
+
+
+def test_cnn_parameters_are_the_definitions(cnn_params):
+  fast = fast_cnn.CNN().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
+  _assert_trees_close(fast, cnn_params, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('chains', [1, 2, 3])  # 3 does not divide the batch: one chain.
+def test_cnn_outputs_and_gradients_equal_the_definitions(cnn_params, chains):
+  x, labels = _images(2, 16), jnp.arange(16) % 10
+  rngs = {'dropout': jax.random.key(7)}
+  fast, reference = fast_cnn.CNN(chains=chains), cnn.CNN()
+  for train in (False, True):
+    np.testing.assert_allclose(fast.apply({'params': cnn_params}, x, train, rngs=rngs),
+                               reference.apply({'params': cnn_params}, x, train, rngs=rngs),
+                               atol=2e-6, rtol=1e-5)
+
+  def loss(model, p):
+    logits = model.apply({'params': p}, x, True, rngs=rngs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  ours = jax.grad(lambda p: loss(fast, p))(cnn_params)
+  theirs = jax.grad(lambda p: loss(reference, p))(cnn_params)
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+    np.testing.assert_allclose(a, b, atol=1e-6 * float(np.abs(b).max()), rtol=1e-4)
+
+
+def test_cnn_first_layer_maps_equal_the_definitions(cnn_params):
+  x = _images(3, 2)
+  np.testing.assert_allclose(
+      fast_cnn.CNN().apply({'params': cnn_params}, x, method='first_layer_maps'),
+      cnn.CNN().apply({'params': cnn_params}, x, method='first_layer_maps'), atol=1e-6)
+
+
+@pytest.mark.parametrize('chains', [1, 2])
+def test_cnn_twenty_adam_steps_reach_the_definitions_parameters(cnn_params, chains):
+  """New batch and dropout key at each step, dropout on."""
+  tx = optax.adam(1e-3)
+
+  def run(model):
+    @jax.jit
+    def step(p, opt_state, t):
+      x, labels = _images(100 + t, 8), jax.random.randint(jax.random.key(t), (8,), 0, 10)
+
+      def loss(p):
+        logits = model.apply({'params': p}, x, True, rngs={'dropout': jax.random.key(t)})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      updates, opt_state = tx.update(jax.grad(loss)(p), opt_state, p)
+      return optax.apply_updates(p, updates), opt_state
+
+    p, opt_state = cnn_params, tx.init(cnn_params)
+    for t in range(20):
+      p, opt_state = step(p, opt_state, t)
+    return p
+
+  ours, theirs = run(fast_cnn.CNN(chains=chains)), run(cnn.CNN())
+  for a, b, start in zip(*(jax.tree_util.tree_leaves(t) for t in (ours, theirs, cnn_params))):
+    assert float(np.abs(b - start).max()) > 1e-3  # Training moved every parameter array...
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)  # ...and both moved them alike.
+
+
+def test_max_of_4_has_reduce_max_gradient_also_at_ties():
+  x = jnp.array([[[1.0, 0.0, 2.0]], [[3.0, 0.0, 2.0]], [[-1.0, 0.0, 0.5]], [[3.0, 0.0, 1.0]]])
+  np.testing.assert_array_equal(fast_cnn.max_of_4(x), x.max(axis=0))
+  weights = jnp.array([[1.0, 2.0, 3.0]])
+  ours = jax.grad(lambda x: (fast_cnn.max_of_4(x) * weights).sum())(x)
+  np.testing.assert_array_equal(ours, jax.grad(lambda x: (x.max(axis=0) * weights).sum())(x))
+  np.testing.assert_array_equal(ours[:, 0, 1], [0.5, 0.5, 0.5, 0.5])  # A 4-way tie shares.
+
+
+def test_two_chains_run_the_convolution_blocks_on_each_half_of_an_even_batch(cnn_params):
+  def products(chains, batch):
+    jaxpr = jax.make_jaxpr(lambda x: fast_cnn.CNN(chains=chains).apply(
+        {'params': cnn_params}, x))(jnp.zeros((batch, 28, 28, 1)))
+    return str(jaxpr).count('dot_general')
+  # Two convolution products per chain, three dense products.
+  assert (products(1, 8), products(2, 8), products(2, 7)) == (5, 7, 5)
+
+
+# --- Translation --------------------------------------------------------------------------------
+
+V_SRC, V_TGT = 12, 9
+
+
+def _batch(seed):
+  rng = np.random.RandomState(seed)
+  lengths = jnp.array([7, 3, 5, 1])
+  source = jnp.asarray(rng.randint(4, V_SRC, (4, 8)) * (np.arange(8) < lengths[:, None]))
+  target = jnp.asarray(rng.randint(4, V_TGT, (4, 6)))
+  return source, lengths, target
+
+
+@pytest.fixture(scope='module', params=[False, True], ids=['plain', 'attention'])
+def s2s(request):
+  kwargs = {'hidden_size': 16, 'dropout_rate': 0.3, 'use_attention': request.param}
+  reference = seq2seq.Seq2Seq(V_SRC, V_TGT, **kwargs)
+  fast = fast_seq2seq.Seq2Seq(V_SRC, V_TGT, **kwargs)
+  source, lengths, target = _batch(0)
+  params = reference.init(jax.random.key(0), source, lengths, target)['params']
+  _assert_trees_close(fast.init(jax.random.key(0), source, lengths, target)['params'], params,
+                      rtol=0, atol=0)
+  return reference, fast, params
+
+
+def test_seq2seq_outputs_and_gradients_equal_the_definitions(s2s):
+  reference, fast, params = s2s
+  source, lengths, target = _batch(1)
+  rngs = {'dropout': jax.random.key(3)}
+  for train in (False, True):
+    np.testing.assert_allclose(
+        fast.apply({'params': params}, source, lengths, target, train, rngs=rngs),
+        reference.apply({'params': params}, source, lengths, target, train, rngs=rngs),
+        atol=2e-5, rtol=1e-5)
+
+  def loss(model, p):
+    logits = model.apply({'params': p}, source, lengths, target, True, rngs=rngs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
+
+  _assert_trees_close(jax.grad(lambda p: loss(fast, p))(params),
+                      jax.grad(lambda p: loss(reference, p))(params), atol=1e-5, rtol=1e-4)
+
+
+def test_seq2seq_decode_step_equals_the_definitions(s2s):
+  reference, fast, params = s2s
+  source, lengths, target = _batch(2)
+  states = [m.apply({'params': params}, source, lengths, method='encode') for m in (fast, reference)]
+  for t in range(target.shape[1]):
+    outputs = []
+    for i, model in enumerate((fast, reference)):
+      memory, mask, state = states[i]
+      logits, state = model.apply({'params': params}, target[:, t], state, memory, mask,
+                                  method='decode_step')
+      states[i] = (memory, mask, state)
+      outputs.append(logits)
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=2e-5, rtol=1e-5)
+
+
+def test_seq2seq_adam_steps_reach_the_definitions_parameters(s2s):
+  reference, fast, params = s2s
+  tx = optax.adam(3e-3)
+
+  def run(model):
+    @jax.jit
+    def step(p, opt_state, t):
+      source, lengths, target = _batch(10)
+      def loss(p):
+        logits = model.apply({'params': p}, source, lengths, target, True,
+                             rngs={'dropout': jax.random.key(t)})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
+      updates, opt_state = tx.update(jax.grad(loss)(p), opt_state, p)
+      return optax.apply_updates(p, updates), opt_state
+
+    p, opt_state = params, tx.init(params)
+    for t in range(10):
+      p, opt_state = step(p, opt_state, t)
+    return p
+
+  _assert_trees_close(run(fast), run(reference), atol=1e-5, rtol=1e-4)
+
+
+def test_hand_written_lstm_gradient_equals_autodiff():
+  rng = np.random.RandomState(3)
+  b, t, sizes = 3, 6, (4, 5)
+  projected = tuple(jnp.asarray(rng.randn(b, t, 4 * h), jnp.float32) for h in sizes)
+  w_hidden = tuple(jnp.asarray(rng.randn(h, 4 * h) * 0.5, jnp.float32) for h in sizes)
+  states = tuple(seq2seq.LSTMState(*(jnp.asarray(rng.randn(b, h), jnp.float32) for _ in range(2)))
+                 for h in sizes)
+  valid = jnp.arange(t)[None, :] < jnp.array([6, 2, 4])[:, None]  # Padding inside the batch.
+  weights = [jnp.asarray(rng.randn(b, t, h), jnp.float32) for h in sizes]
+
+  def autodiff_lstm(projected, w_hidden, state):
+    def step(state, xs):
+      x, v = xs
+      new = fast_seq2seq.lstm_cell(state, x, w_hidden)
+      keep = v[:, None]
+      return (seq2seq.LSTMState(jnp.where(keep, new.c, state.c), jnp.where(keep, new.h, state.h)),
+              jnp.where(keep, new.h, 0.0))
+    state, outputs = jax.lax.scan(step, state, (projected.swapaxes(0, 1), valid.T))
+    return outputs.swapaxes(0, 1), state
+
+  def objective(run):
+    def f(projected, w_hidden, states):
+      outputs, finals = run(projected, w_hidden, states)
+      return sum(jnp.sum(o * w) + jnp.sum(s.c * 0.7 - s.h * 1.3)
+                 for o, w, s in zip(outputs, weights, finals))
+    return f
+
+  ours = objective(lambda p, w, s: fast_seq2seq.scan_lstms(p, w, s, valid))
+  reference = objective(lambda p, w, s: tuple(zip(*[
+      autodiff_lstm(p[k], w[k], s[k]) for k in range(len(sizes))])))
+  np.testing.assert_allclose(ours(projected, w_hidden, states),
+                             reference(projected, w_hidden, states), rtol=1e-5)
+  grads = jax.grad(ours, argnums=(0, 1, 2))(projected, w_hidden, states)
+  expected = jax.grad(reference, argnums=(0, 1, 2))(projected, w_hidden, states)
+  _assert_trees_close(grads, expected, rtol=1e-4, atol=1e-5)
+
+
+# --- Choosing ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('impl, module', [('reference', cnn), ('fast', fast_cnn),
+                                          ('auto', fast_cnn)])  # The tests run on CPU.
+def test_build_passes_config_model_as_keyword_arguments(impl, module):
+  config = ml_collections.ConfigDict({'impl': impl, 'dropout_rate': 0.25})
+  model = models.build('cnn', config, num_classes=7)
+  assert type(model) is module.CNN  # pylint: disable=unidiomatic-typecheck
+  assert (model.dropout_rate, model.num_classes) == (0.25, 7)
