@@ -35,9 +35,13 @@ def timed(fn, *args, repeats=3):
   return best
 
 
-def cnn_task(data_dir, batch_size, examples):
-  """(config, task) of the homework CNN training on the first `examples` images of `data_dir`
-  (its training images, or its test images where it has none, as data/kmnist)."""
+IMPLS = ('reference', 'fast')  # config.model.impl: each benchmark measures both.
+
+
+def cnn_task(data_dir, batch_size, examples, impl='auto'):
+  """(config, task) of the homework CNN (implementation `impl`) training on the first `examples`
+  images of `data_dir` (its training images, or its test images where it has none, as
+  data/kmnist)."""
   from configs import cnn  # pylint: disable=g-import-not-at-top
   from hw2 import tasks  # pylint: disable=g-import-not-at-top
   from hw2.data import images  # pylint: disable=g-import-not-at-top
@@ -46,16 +50,18 @@ def cnn_task(data_dir, batch_size, examples):
   if not os.path.exists(os.path.join(data_dir, images.IDX_FILES['train_images'])):
     config.split_test_images = 1  # Train on the test images (all but one).
   config.batch_size, config.max_train_examples = batch_size, examples
+  config.model.impl = impl
   return config, tasks.build(config, '/tmp/hw2_benchmark_cnn', 'train')
 
 
-def s2s_task(data_dir, beam_size=1, use_attention=True):
-  """(config, task) of the homework translation model on `data_dir`."""
+def s2s_task(data_dir, beam_size=1, use_attention=True, impl='auto'):
+  """(config, task) of the homework translation model (implementation `impl`) on `data_dir`."""
   from configs import seq2seq  # pylint: disable=g-import-not-at-top
   from hw2 import tasks  # pylint: disable=g-import-not-at-top
   config = seq2seq.get_config()
   config.data_dir, config.model.use_attention = data_dir, use_attention
   config.decode.beam_size = beam_size
+  config.model.impl = impl
   return config, tasks.build(config, '/tmp/hw2_benchmark_s2s', 'train')
 
 
@@ -116,17 +122,16 @@ def decoding_flops(task, params, sources):
   """FLOPs of task.translate(params, sources), from XLA's cost analysis: per batch of
   task.source_batches (the batches translate decodes), the compiled search (its loop body counted once, as XLA counts loops)
   plus (steps run - 1) x the compiled decoder step, with the steps the search reports."""
-  from hw2.models.seq2seq import Seq2Seq  # pylint: disable=g-import-not-at-top
   from hw2.tasks import translation  # pylint: disable=g-import-not-at-top
   config, model = task.config, task.model
   k = config.decode.beam_size
   search = jax.jit(translation.make_decode_fn(model, k, config.decode.max_length,
                                               config.decode.length_penalty, return_steps=True))
-  encode = functools.partial(model.apply, method=Seq2Seq.encode)
+  encode = functools.partial(model.apply, method='encode')
 
   def step(params, tokens, state, memory, mask):
     return model.apply({'params': params}, tokens, state, memory, mask,
-                       method=Seq2Seq.decode_step)
+                       method='decode_step')
 
   total = 0.0
   for _, batch in task.source_batches(sources):

@@ -9,6 +9,7 @@ Data parallel over a 1-d mesh of every device of every process (axis 'data'):
 Every process runs the same program on the same data and builds the same batches (JAX's
 multi-controller model); only process 0 writes files (`is_writer`).
 """
+import atexit
 import functools
 import os
 import threading
@@ -84,8 +85,12 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, de
     joined.set()
   _process.update(index=jax.process_index(), count=jax.process_count())
   if _process['count'] > 1 and on_peer_interrupt is not None:
-    threading.Thread(target=_watch_peers, args=(on_peer_interrupt,), name='hw2-peers',
-                     daemon=True).start()
+    watcher = threading.Thread(target=_watch_peers, args=(on_peer_interrupt,), name='hw2-peers',
+                               daemon=True)
+    watcher.start()
+    # Registered after jax.distributed's own exit handler, so it runs first: the watcher is out
+    # of the runtime's calls before that handler disconnects.
+    atexit.register(_stop_watching, watcher)
 
 
 _ABORT_MARGIN = 10  # Seconds between the watchdog's exit and JAX's own abort.
@@ -104,16 +109,25 @@ def _client():
   return distributed.global_state.client
 
 
+_stop = threading.Event()
+
+
 def _watch_peers(on_peer_interrupt):
-  """Waits on the coordination service's key-value store for another process's interrupt."""
-  while True:
+  """Polls the coordination service's key-value store for another process's interrupt. (A
+  blocking read would leave this thread inside the runtime when the interpreter exits, which
+  aborts the process.)"""
+  while not _stop.wait(0.25):
     try:
-      value = _client().blocking_key_value_get(_INTERRUPT_KEY, 600_000)
-    except Exception:  # pylint: disable=broad-except  # A time-out: wait again.
-      time.sleep(1.0)
+      value = _client().key_value_try_get(_INTERRUPT_KEY)
+    except Exception:  # pylint: disable=broad-except  # Not set (or the service is going away).
       continue
     on_peer_interrupt(int(value))
     return
+
+
+def _stop_watching(watcher):
+  _stop.set()
+  watcher.join(timeout=5)
 
 
 def announce_interrupt(signum):
@@ -196,23 +210,6 @@ def abstract_replicated(tree):
   sharding = replicated()
   return jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-
-
-def compiler_options(cpuinfo_path='/proc/cpuinfo'):
-  """XLA options for compiling the training steps on this machine's devices.
-
-  On a CPU with AVX-512, XLA's CPU backend still prefers 256-bit vectors by default; asking for
-  512-bit ones makes the elementwise kernels that divide and take square roots (Adam's step) about
-  twice as wide (the CNN's step, alternating both: batch 8 +3%, batch 64 +1%). Elsewhere, none.
-  """
-  if jax.default_backend() != 'cpu':
-    return {}
-  try:
-    with open(cpuinfo_path, encoding='utf-8') as f:
-      flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
-  except OSError:  # Not Linux.
-    return {}
-  return {'xla_cpu_prefer_vector_width': 512} if 'avx512f' in flags else {}
 
 
 def jit_batched(fn, batch_argnums, donate_argnums=()):

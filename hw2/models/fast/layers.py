@@ -1,5 +1,6 @@
-"""Layers of the fast (CPU) implementations: nn.Dense and nn.Dropout's functions, written so that
-XLA's CPU backend runs them faster (the docstrings say why; BUILD.md how much)."""
+"""What the fast (CPU) implementations change in Flax's layers: nn.Dropout's masks drawn by an
+unrolled threefry that XLA's CPU backend runs as one kernel (the docstrings say why; BUILD.md how
+much)."""
 import flax.linen as nn
 import jax
 from jax import lax
@@ -44,87 +45,38 @@ def _is_partitionable_threefry(rng):
           and str(jax.random.key_impl(rng)) == 'threefry2x32')
 
 
-class Dropout(nn.Module):
-  """nn.Dropout's function, mask for mask (the same 'dropout' RNG, the same Bernoulli draws from
-  the same threefry bits), with the bits from `threefry_bits`: on CPU one fused kernel instead of
-  JAX's loop of five (about 0.15 ms of a 1.6 ms batch-8 CNN step, by the profiler's trace).
+def bernoulli_keep(rng, keep_prob, shape):
+  """jax.random.bernoulli(rng, keep_prob, shape), draw for draw, from `threefry_bits`.
 
-  Keys of another PRNG implementation, JAX's non-partitionable threefry (an older counter
-  layout) or more than 2**32 elements take nn.Dropout's own path.
+  Keys of another PRNG implementation, JAX's non-partitionable threefry (an older counter layout)
+  or more than 2**32 elements take jax.random.bernoulli itself.
   """
-  rate: float
-
-  @nn.compact
-  def __call__(self, inputs, deterministic):
-    if deterministic or self.rate == 0.0:
-      return inputs
-    if self.rate == 1.0:
-      return jnp.zeros_like(inputs)
-    rng = self.make_rng('dropout')
-    keep_prob = 1.0 - self.rate
-    if not _is_partitionable_threefry(rng) or inputs.size >= 2**32:
-      keep = jax.random.bernoulli(rng, keep_prob, inputs.shape)
-    else:  # jax.random.uniform's mapping of 32 bits to [0, 1), then bernoulli's comparison.
-      mantissa = threefry_bits(rng, inputs.shape) >> jnp.uint32(9)
-      uniform = lax.bitcast_convert_type(mantissa | jnp.uint32(0x3F800000), jnp.float32) - 1.0
-      keep = uniform < jnp.float32(keep_prob)
-    return lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
+  if not _is_partitionable_threefry(rng) or int(np.prod(shape)) >= 2**32:
+    return jax.random.bernoulli(rng, keep_prob, shape)
+  # jax.random.uniform's mapping of 32 bits to [0, 1), then bernoulli's comparison.
+  mantissa = threefry_bits(rng, shape) >> jnp.uint32(9)
+  uniform = lax.bitcast_convert_type(mantissa | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+  return uniform < jnp.float32(keep_prob)
 
 
-SMALL_BATCH = 16  # See _dense_bwd.
-
-
-@jax.custom_vjp
-def dense(inputs, kernel, bias):
-  """inputs [..., I] @ kernel [I, O] + bias [O] -> [..., O]: nn.Dense's function."""
-  return lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ()))) + bias
-
-
-def _dense_fwd(inputs, kernel, bias):
-  return dense(inputs, kernel, bias), (inputs, kernel)
-
-
-def _dense_bwd(residuals, g):
-  """The gradients autodiff gives, with the kernel's ordered after the inputs'.
-
-  The input gradient reads the old kernel, and nothing else orders that read before the optimizer
-  writes the new kernel into the same buffer, so XLA copies the kernel every step to keep the old
-  one (for the CNN's 576 x 600 matrix about 4% of a batch-8 step). Adding 0 * (one element of the
-  input gradient) to the kernel gradient adds zero (for a finite input gradient) but makes the
-  update wait for the input gradient, and the copy goes. The input gradient is then always
-  computed: for a layer on inputs that need no gradient, nn.Dense is the better choice.
-
-  The input gradient is computed as (kernel @ g^T)^T, its transpose kept apart by adding 0 (else
-  XLA folds it back into g @ kernel^T): on CPU that product, with the kernel as its left operand,
-  is faster for the few rows of a small batch (the CNN's batch-8 step: 3% by alternating both).
-
-  For at most SMALL_BATCH rows the kernel gradient reads a copy of the inputs made once g exists
-  (x + 0 * g[0, 0]). That changes only the order XLA gives the step's kernels: on CPU its runtime
-  then runs the optimizer's update of a large kernel beside the rest of the backward pass instead
-  of before it (the CNN, alternating both: batch 8 +5%, 16 +4%, 32 the same, 64 -4%).
+def threefry_dropout(next_fun, args, kwargs, context):
+  """A Flax method interceptor (`nn.intercept_methods`): every nn.Dropout call inside it computes
+  nn.Dropout's function, mask for mask (the same 'dropout' RNG stream, the same Bernoulli draws
+  from the same threefry bits), with the bits from `threefry_bits`: on CPU one fused kernel
+  instead of JAX's loop of five separate kernels. Other calls, and dropout with broadcast
+  dimensions or an explicit rng, run as they are.
   """
-  inputs, kernel = residuals
-  x, g2 = inputs.reshape(-1, kernel.shape[0]), g.reshape(-1, kernel.shape[1])
-  d_inputs_t = lax.dot_general(kernel, g2, (((1,), (1,)), ((), ())))  # [I, N]
-  d_inputs = (d_inputs_t + 0.0 * g2[0, 0]).T
-  if x.shape[0] <= SMALL_BATCH:
-    x = x + 0.0 * g2[0, 0]
-  d_kernel = x.T @ g2 + 0.0 * d_inputs[0, 0]
-  return d_inputs.reshape(inputs.shape), d_kernel, g2.sum(0)
-
-
-dense.defvjp(_dense_fwd, _dense_bwd)
-
-
-class Dense(nn.Module):
-  """nn.Dense(features) with its parameters (kernel [I, features], bias [features], initialised
-  as nn.Dense initialises them) and function, through `dense`, whose gradient lets XLA update the
-  kernel in place."""
-  features: int
-
-  @nn.compact
-  def __call__(self, inputs):
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (inputs.shape[-1], self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    return dense(inputs, kernel, bias)
+  module = context.module
+  if (type(module) is not nn.Dropout or context.method_name != '__call__'  # pylint: disable=unidiomatic-typecheck
+      or module.broadcast_dims or kwargs.get('rng') is not None or len(args) > 2):
+    return next_fun(*args, **kwargs)
+  inputs = args[0]
+  deterministic = nn.merge_param('deterministic', module.deterministic,
+                                 args[1] if len(args) > 1 else kwargs.get('deterministic'))
+  if module.rate == 0.0 or deterministic:
+    return inputs
+  if module.rate == 1.0:
+    return jnp.zeros_like(inputs)
+  keep_prob = 1.0 - module.rate
+  keep = bernoulli_keep(module.make_rng(module.rng_collection), keep_prob, inputs.shape)
+  return lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
