@@ -145,8 +145,9 @@ class Checkpoints:
     try:
       meta = self._manager.restore(
           epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-    except Exception as e:  # pylint: disable=broad-except  # orbax and tensorstore raise many kinds.
-      raise DamagedCheckpoint(self.path(epoch), epoch, f'its meta cannot be read: {_short(e)}') from None
+    except Exception as e:  # pylint: disable=broad-except  # orbax, tensorstore raise many kinds.
+      raise DamagedCheckpoint(self.path(epoch), epoch,
+                              f'its meta cannot be read: {_short(e)}') from None
     if not isinstance(meta, dict) or not {'epoch', 'best_epoch', 'checksum'} <= set(meta):
       raise DamagedCheckpoint(self.path(epoch), epoch, 'its meta lacks the epoch fields')
     return meta

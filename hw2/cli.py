@@ -76,7 +76,8 @@ def _flag_error_message(error, config_file, argv):
         break
     line = f'unknown config key {name!r}'
     return line + (f' (did you mean {suggestion.group(1)!r}?)' if suggestion else '')
-  where = f' (in config file {config_file})' if config_file and _raised_in(error, config_file) else ''
+  in_file = config_file and _raised_in(error, config_file)
+  where = f' (in config file {config_file})' if in_file else ''
   return ' '.join(message.split()) + where
 
 
@@ -99,7 +100,7 @@ def parse_flags(argv):
   try:
     rest = flags.FLAGS(argv)
     if config_file is not None:
-      flags.FLAGS.config  # pylint: disable=pointless-statement  # Loads the file: surface its errors here.
+      flags.FLAGS.config  # pylint: disable=pointless-statement  # Loads the file: errors surface here.
   except Exception as e:  # pylint: disable=broad-except  # A user's config file may raise anything.
     exit_with_error(f'bad command line: {_flag_error_message(e, config_file, argv)}')
   if len(rest) > 1:

@@ -21,7 +21,8 @@ def translate_cli(config, workdir, texts, stdin=None):
   config = validation.validate(workdirs.config_for_evaluation(workdir, config))
   parallel.check_batch_sizes(config)
   if config.task != 'translation':
-    raise UserError(f'--mode translate needs a translation run; {workdir} holds a {config.task} run')
+    raise UserError(f'--mode translate needs a translation run; {workdir} holds a {config.task} '
+                    'run')
   texts = read_inputs(texts, sys.stdin if stdin is None else stdin)
   task = tasks.build(config, workdir, 'translate')
   params, _ = train.restore_best_params(task, config, workdir)

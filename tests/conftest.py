@@ -45,6 +45,16 @@ def write_idx_folder(folder, train_images, train_labels, test_images, test_label
   return folder
 
 
+def homework_pairs_folder(folder, lines):
+  """`folder` (a pathlib.Path) with the first lines[split] lines of the homework's
+  {train,val,test}-eng-spa.txt; returns it as a string."""
+  for name, count in lines.items():
+    with open(os.path.join(SPA_ENG_DIR, f'{name}-eng-spa.txt'), encoding='utf-8') as f:
+      (folder / f'{name}-eng-spa.txt').write_text(''.join(f.readlines()[:count]),
+                                                  encoding='utf-8')
+  return str(folder)
+
+
 @pytest.fixture(scope='session')
 def kmnist_test_images():
   """The 10,000 real KMNIST test images [N, 28, 28] uint8 and labels [N] shipped in data/kmnist."""

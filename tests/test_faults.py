@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SPA_ENG_DIR
+from conftest import ROOT, homework_pairs_folder
 from hw2 import records
 from test_cli import assert_one_error_line
 
@@ -36,11 +36,8 @@ def assert_clean_exit(result, code=0):
 @pytest.fixture(scope='module')
 def s2s_args(tmp_path_factory):
   """Translation with attention on 300 homework pairs, hidden 32: seconds per run."""
-  folder = tmp_path_factory.mktemp('fault_data')
-  for name, lines in (('train', 300), ('val', 64), ('test', 64)):
-    with open(os.path.join(SPA_ENG_DIR, f'{name}-eng-spa.txt'), encoding='utf-8') as f:
-      (folder / f'{name}-eng-spa.txt').write_text(''.join(f.readlines()[:lines]),
-                                                  encoding='utf-8')
+  folder = homework_pairs_folder(tmp_path_factory.mktemp('fault_data'),
+                                {'train': 300, 'val': 64, 'test': 64})
   return ['--config', 'configs/seq2seq_attention.py', f'--config.data_dir={folder}',
           '--config.model.hidden_size=32', '--config.batch_size=32', '--config.num_epochs=2',
           '--config.num_attention_plots=1']

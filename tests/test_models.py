@@ -64,27 +64,32 @@ def test_cnn_first_layer_maps_equal_the_definitions(cnn_params):
       cnn.CNN().apply({'params': cnn_params}, x, method='first_layer_maps'), atol=1e-6)
 
 
+def adam_steps(params, loss_at, steps, learning_rate):
+  """`params` after `steps` jitted optax.adam steps on loss_at(params, t) (t: the step)."""
+  tx = optax.adam(learning_rate)
+
+  @jax.jit
+  def step(p, opt_state, t):
+    updates, opt_state = tx.update(jax.grad(loss_at)(p, t), opt_state, p)
+    return optax.apply_updates(p, updates), opt_state
+
+  p, opt_state = params, tx.init(params)
+  for t in range(steps):
+    p, opt_state = step(p, opt_state, t)
+  return p
+
+
 def test_cnn_twenty_adam_steps_reach_the_definitions_parameters(cnn_params):
   """New batch and dropout key at each step, dropout on."""
-  tx = optax.adam(1e-3)
-
-  def run(model):
-    @jax.jit
-    def step(p, opt_state, t):
+  def loss_at(model):
+    def loss(p, t):
       x, labels = _images(100 + t, 8), jax.random.randint(jax.random.key(t), (8,), 0, 10)
+      logits = model.apply({'params': p}, x, True, rngs={'dropout': jax.random.key(t)})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss
 
-      def loss(p):
-        logits = model.apply({'params': p}, x, True, rngs={'dropout': jax.random.key(t)})
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-      updates, opt_state = tx.update(jax.grad(loss)(p), opt_state, p)
-      return optax.apply_updates(p, updates), opt_state
-
-    p, opt_state = cnn_params, tx.init(cnn_params)
-    for t in range(20):
-      p, opt_state = step(p, opt_state, t)
-    return p
-
-  ours, theirs = run(fast_cnn.CNN()), run(cnn.CNN())
+  ours, theirs = (adam_steps(cnn_params, loss_at(m), 20, 1e-3)
+                  for m in (fast_cnn.CNN(), cnn.CNN()))
   for a, b, start in zip(*(jax.tree_util.tree_leaves(t) for t in (ours, theirs, cnn_params))):
     assert float(np.abs(b - start).max()) > 1e-3  # Training moved every parameter array...
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)  # ...and both moved them alike.
@@ -159,25 +164,17 @@ def test_seq2seq_decode_step_equals_the_definitions(s2s):
 
 def test_seq2seq_adam_steps_reach_the_definitions_parameters(s2s):
   reference, fast, params = s2s
-  tx = optax.adam(3e-3)
+  source, lengths, target = _batch(10)
 
-  def run(model):
-    @jax.jit
-    def step(p, opt_state, t):
-      source, lengths, target = _batch(10)
-      def loss(p):
-        logits = model.apply({'params': p}, source, lengths, target, True,
-                             rngs={'dropout': jax.random.key(t)})
-        return optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
-      updates, opt_state = tx.update(jax.grad(loss)(p), opt_state, p)
-      return optax.apply_updates(p, updates), opt_state
+  def loss_at(model):
+    def loss(p, t):
+      logits = model.apply({'params': p}, source, lengths, target, True,
+                           rngs={'dropout': jax.random.fold_in(jax.random.key(5), t)})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
+    return loss
 
-    p, opt_state = params, tx.init(params)
-    for t in range(10):
-      p, opt_state = step(p, opt_state, t)
-    return p
-
-  _assert_trees_close(run(fast), run(reference), atol=1e-5, rtol=1e-4)
+  _assert_trees_close(adam_steps(params, loss_at(fast), 10, 3e-3),
+                      adam_steps(params, loss_at(reference), 10, 3e-3), atol=1e-5, rtol=1e-4)
 
 
 def test_seq2seq_fast_draws_its_masks_with_the_unrolled_threefry(s2s):

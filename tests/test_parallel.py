@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SPA_ENG_DIR
+from conftest import ROOT, homework_pairs_folder
 from hw2 import records
 from test_cli import assert_one_error_line
 
@@ -83,11 +83,8 @@ def test_cnn_on_4_devices_equals_1_device(cnn_runs, impl):
 @pytest.fixture(scope='module')
 def s2s_args(tmp_path_factory):
   """Translation on 600 homework pairs, hidden 64, batches that divide by 4 devices."""
-  folder = tmp_path_factory.mktemp('s2s_data')
-  for name, lines in (('train', 600), ('val', 96), ('test', 96)):
-    with open(os.path.join(SPA_ENG_DIR, f'{name}-eng-spa.txt'), encoding='utf-8') as f:
-      (folder / f'{name}-eng-spa.txt').write_text(''.join(f.readlines()[:lines]),
-                                                  encoding='utf-8')
+  folder = homework_pairs_folder(tmp_path_factory.mktemp('s2s_data'),
+                                {'train': 600, 'val': 96, 'test': 96})
   return ['--config', 'configs/seq2seq_attention.py', f'--config.data_dir={folder}',
           '--config.model.hidden_size=64', '--config.batch_size=48', '--config.num_epochs=2',
           '--config.eval_batch_size=32', '--config.num_attention_plots=1']
