@@ -117,7 +117,7 @@ def _interrupted(signum, announce=True):
       time.sleep(60)
   try:
     os.write(2, f'\n{INTERRUPTED}\n'.encode())
-  except OSError:
+  except OSError:  # Standard error is closed: end all the same.
     pass
   from hw2 import parallel  # pylint: disable=g-import-not-at-top
   if announce:

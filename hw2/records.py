@@ -70,7 +70,7 @@ def _fsync_folder(directory):
     return
   try:
     os.fsync(fd)
-  except OSError:
+  except OSError:  # A file system that cannot sync folders: the rename stands as it is.
     pass
   finally:
     os.close(fd)

@@ -134,7 +134,7 @@ def _remove_stale_temporaries(workdir):
   for path in glob.glob(os.path.join(glob.escape(workdir), '**', '.tmp_*'), recursive=True):
     try:
       os.remove(path)
-    except OSError:
+    except OSError:  # Gone already, or not ours to remove: a leftover, harmless.
       pass
 
 
