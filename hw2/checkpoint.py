@@ -15,9 +15,7 @@ Damage (a cut or garbage data file, a missing manifest, unreadable metadata, arr
 match their checksum) raises `DamagedCheckpoint`; `restore_latest` then falls back to the newest
 intact epoch, saying so.
 """
-import contextlib
 import dataclasses
-import gc
 import hashlib
 import logging as std_logging
 import os
@@ -74,33 +72,32 @@ def _short(error):
   return text[:200] + ('...' if len(text) > 200 else '')
 
 
-def _drop_failed_read_leftovers(unraisable, previous=sys.unraisablehook):
-  """After a failed read, tensorstore still completes the other reads of that restore: their
-  coroutines end with the same error, and their callbacks reach the asyncio loop that orbax has
-  closed. Python reports each as an unraisable exception with a traceback; the failure that
-  matters is the one `restore` raises."""
-  error = unraisable.exc_value
+def _is_failed_read_leftover(error):
+  """Whether `error` is what the other reads of a failed orbax restore end with: tensorstore
+  still completes them after `restore` has raised, and their callbacks may reach the asyncio loop
+  that orbax has closed by then."""
   closed_loop = isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
-  read_error = str(error).startswith('Encountered error while reading array')
-  if not (closed_loop or read_error):
+  return closed_loop or str(error).startswith('Encountered error while reading array')
+
+
+def _drop_failed_read_leftovers(unraisable, previous=sys.unraisablehook):
+  """Python reports each leftover of a failed read as an unraisable exception with a traceback;
+  the failure that matters is the one `restore` raises."""
+  if not _is_failed_read_leftover(unraisable.exc_value):
     previous(unraisable)
 
 
+class _FailedReadLeftovers(std_logging.Filter):
+  """asyncio logs 'Task exception was never retrieved', traceback and all, for each leftover
+  read task whenever the garbage collector reaches it, which may be long after the restore."""
+
+  def filter(self, record):
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or not _is_failed_read_leftover(error)
+
+
 sys.unraisablehook = _drop_failed_read_leftovers
-
-
-@contextlib.contextmanager
-def _quiet_failed_reads():
-  """A failed orbax read leaves futures whose errors asyncio would log, tracebacks and all, when
-  they are collected; the error that matters is the one raised here."""
-  logger = std_logging.getLogger('asyncio')
-  level = logger.level
-  logger.setLevel(std_logging.CRITICAL)
-  try:
-    yield
-  finally:
-    gc.collect()
-    logger.setLevel(level)
+std_logging.getLogger('asyncio').addFilter(_FailedReadLeftovers())
 
 
 class Checkpoints:
@@ -170,18 +167,17 @@ class Checkpoints:
     meta = self.read_meta(epoch)
     if check_meta is not None:
       check_meta(meta)
-    with _quiet_failed_reads():
-      try:
-        stored = self._manager.item_metadata(epoch)['state']
-      except Exception as e:  # pylint: disable=broad-except
-        raise DamagedCheckpoint(path, epoch,
-                                f'its array metadata cannot be read: {_short(e)}') from None
-      _check_same_shapes(stored, abstract_state, path)
-      try:
-        state = self._manager.restore(
-            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-      except Exception as e:  # pylint: disable=broad-except
-        raise DamagedCheckpoint(path, epoch, f'its arrays cannot be read: {_short(e)}') from None
+    try:
+      stored = self._manager.item_metadata(epoch)['state']
+    except Exception as e:  # pylint: disable=broad-except
+      raise DamagedCheckpoint(path, epoch,
+                              f'its array metadata cannot be read: {_short(e)}') from None
+    _check_same_shapes(stored, abstract_state, path)
+    try:
+      state = self._manager.restore(
+          epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    except Exception as e:  # pylint: disable=broad-except
+      raise DamagedCheckpoint(path, epoch, f'its arrays cannot be read: {_short(e)}') from None
     state = state['state']
     if state_checksum(state) != meta['checksum']:
       raise DamagedCheckpoint(path, epoch, 'its arrays differ from the checksum saved with them')

@@ -1,4 +1,5 @@
 """The shared loop on the CNN task: outputs, resume, checkpoints, eval, sweeps, bad input."""
+import asyncio
 import json
 import os
 
@@ -99,6 +100,20 @@ def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
   Checkpoints(str(tmp_path)).save(1, _state(10), {'best_epoch': 1, 'best_value': 0.5})
   with pytest.raises(UserError, match=r'different model: .*dense3.* shape \(10,\).*\(5,\)'):
     Checkpoints(str(tmp_path)).restore_latest(jax.eval_shape(lambda: _state(5)))
+
+
+def test_leftovers_of_a_failed_checkpoint_read_are_not_logged(caplog):
+  # asyncio logs a never-retrieved task's error whenever the garbage collector reaches it, which
+  # may be long after the restore that failed and reported the damage in one line.
+  loop = asyncio.new_event_loop()
+  leftover = Exception('Encountered error while reading array index: (slice(0, 32, 1),)')
+  other = ValueError('an unrelated failure')
+  for error in (leftover, other):
+    loop.call_exception_handler({'message': 'Task exception was never retrieved',
+                                 'exception': error})
+  loop.close()
+  logged = [r.exc_info[1] for r in caplog.records if r.name == 'asyncio' and r.exc_info]
+  assert logged == [other]
 
 
 def test_eval_without_checkpoint_is_a_clear_error(cnn_config, tmp_path):
