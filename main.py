@@ -3,6 +3,8 @@
   python main.py --config configs/cnn.py --workdir runs/cnn [--config.learning_rate=0.01 ...]
   python main.py --config configs/cnn.py --workdir runs/cnn --mode eval
   python main.py --config configs/cnn.py --workdir runs/lr --sweep learning_rate=1e-5,5e-4,1e-2
+  python main.py --config configs/cnn.py --workdir runs/grid --sweep learning_rate=1e-3,3e-3 \
+      --sweep seed=1,2,3
   python main.py --config configs/seq2seq.py --workdir runs/s2s --mode translate --text "hola ."
   python main.py --config configs/theory.py --workdir runs/theory
   python main.py --config configs/homework.py --workdir runs/homework [--mode report]
@@ -26,7 +28,8 @@ flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'translate', 'report'],
                   'train (resumes if the workdir has checkpoints), eval (test the best checkpoint), '
                   'translate (--text or standard input with the best checkpoint) or report '
                   '(configs/homework.py: rebuild report.md from the finished runs).')
-flags.DEFINE_string('sweep', None, 'KEY=V1,V2,...: train once per value, each in WORKDIR/KEY=V.')
+flags.DEFINE_multi_string('sweep', None, 'KEY=V1,V2,...: train once per value, each in '
+                          'WORKDIR/KEY=V; repeated, once per combination (a grid).')
 flags.DEFINE_multi_string('text', None, 'Sentence to translate in --mode translate (repeatable); '
                           'without it, each line of standard input is translated.')
 flags.DEFINE_string('coordinator_address', None, 'Several processes: HOST:PORT of process 0, '
@@ -51,7 +54,7 @@ def run(config, workdir, mode, sweep, texts, cluster=None):
   validation.validate(config)
   if sweep and mode != 'train':
     raise UserError(f'--sweep trains; for --mode {mode} give one member\'s --workdir (e.g. '
-                    f'{workdir}/{sweep.split(",")[0]})')
+                    f'{workdir}/{sweep[0].split(",")[0]})')
   parallel.initialize(**(cluster or {}), on_peer_interrupt=cli.peer_interrupted)
   if not parallel.is_writer():
     from absl import logging  # pylint: disable=g-import-not-at-top

@@ -15,6 +15,8 @@ dataset-fashion-mnist package), or train on the KMNIST test images that ship in 
 import ml_collections
 from ml_collections import config_dict
 
+from configs import training
+
 
 def get_config():
   config = ml_collections.ConfigDict()
@@ -44,6 +46,7 @@ def get_config():
   config.batch_size = 8
   config.num_epochs = 20
   config.seed = 42
+  training.add_training_options(config)  # Schedules, clipping, decay, ...: off.
 
   config.steps_per_call = 500  # Optimizer steps per jitted call (progress is logged after each).
   config.eval_batch_size = 1000

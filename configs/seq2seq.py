@@ -15,6 +15,8 @@ import os
 
 import ml_collections
 
+from configs import training
+
 # The homework's files, shipped with the repository (data/README.md); found from any directory.
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data',
                         'spa-eng')
@@ -47,10 +49,12 @@ def get_config():
   config.batch_size = 64
   config.num_epochs = 50
   config.seed = 42
+  training.add_training_options(config)  # Schedules, clipping, decay, ...: off.
   config.steps_per_call = 0  # 0: one jitted call per epoch.
 
   config.eval_batch_size = 256  # Sentences decoded together (attention memory stays in cache).
   config.num_attention_plots = 4
+  config.num_samples = 3  # Validation translations logged (and sent to TensorBoard) each epoch.
   config.decode = ml_collections.ConfigDict()
   config.decode.beam_size = 1  # 1 = greedy decoding.
   config.decode.length_penalty = 0.0  # GNMT alpha; 0 = none.

@@ -1,10 +1,17 @@
 """--sweep KEY=V1,V2,...: one training run per value, then a summary table.
 
-Each run trains into WORKDIR/KEY=V (resuming like any run), so an interrupted sweep picks up where
-it stopped. The summary lists per value the final and best validation metric and the test metrics
-of the best checkpoint, in WORKDIR/sweep.json and WORKDIR/sweep.md; the best value is marked.
+`--sweep` given several times sweeps the grid of every combination (`--sweep learning_rate=1e-3,3e-3
+--sweep seed=1,2,3`). Each run trains into WORKDIR/KEY=V (WORKDIR/K1=V1,K2=V2 for a grid),
+resuming like any run, so an interrupted sweep picks up where it stopped. The summary lists per
+run the final and best validation metric and the test metrics of the best checkpoint, in
+WORKDIR/sweep.json and WORKDIR/sweep.md, the best run marked. Where `seed` is swept, the runs of
+each setting of the other keys are also summarised as mean and sample standard deviation over
+the seeds, and the best setting (by mean validation metric) is marked.
 """
+import itertools
 import os
+
+import numpy as np
 
 from hw2 import records
 from hw2 import train
@@ -62,8 +69,63 @@ def _is_better(a, b, mode):
   return b is None or (a > b if mode == 'max' else a < b)
 
 
-def summary_table(key, rows, metric, mode):
-  """Markdown table of the sweep rows; the row with the best validation metric is marked."""
+def parse_sweeps(specs, config):
+  """The --sweep specs (a string or a list of them) -> [(key, [(raw, value), ...]), ...]."""
+  parsed = [parse_sweep(spec, config) for spec in ([specs] if isinstance(specs, str) else specs)]
+  keys = [key for key, _ in parsed]
+  twin = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+  if twin is not None:
+    raise UserError(f'--sweep names {twin} twice: give all its values in one --sweep')
+  return parsed
+
+
+def grid(parsed):
+  """[(member name, {key: raw}, {key: value}), ...]: every combination of the swept values, the
+  first key varying slowest."""
+  members = []
+  for combination in itertools.product(*(values for _, values in parsed)):
+    raws = {key: raw for (key, _), (raw, _) in zip(parsed, combination)}
+    values = {key: value for (key, _), (_, value) in zip(parsed, combination)}
+    members.append((','.join(f'{k}={r}' for k, r in raws.items()), raws, values))
+  return members
+
+
+def _group_name(setting):
+  """The setting {key: raw} without its seed, as a name ('all' when only seeds are swept)."""
+  return ','.join(f'{k}={r}' for k, r in setting.items() if k != 'seed') or 'all'
+
+
+def _cell(stats):
+  """'mean +- std' of seed_groups' {'mean', 'std'} (the mean alone for one seed)."""
+  if stats['std'] is None:
+    return f"{stats['mean']:.4f}"
+  return f"{stats['mean']:.4f} +- {stats['std']:.4f}"
+
+
+def seed_groups(rows, metric_keys, mode):
+  """Rows grouped by their setting without `seed`: per group the number of seeds and per metric
+  the mean and sample standard deviation; the group with the best mean `best_val` is marked."""
+  groups = {}
+  for row in rows:
+    groups.setdefault(_group_name(row['setting']), []).append(row)
+  summary, best = [], None
+  for setting, members in groups.items():
+    entry = {'setting': setting, 'seeds': [m['setting']['seed'] for m in members]}
+    for key in ('best_val', *metric_keys):
+      values = [m[key] for m in members]
+      entry[key] = {'mean': float(np.mean(values)),
+                    'std': float(np.std(values, ddof=1)) if len(values) > 1 else None}
+    summary.append(entry)
+    if _is_better(entry['best_val']['mean'], best and best['best_val']['mean'], mode):
+      best = entry
+  for entry in summary:
+    entry['is_best'] = entry is best
+  return summary
+
+
+def summary_table(key, rows, metric, mode, groups=None):
+  """Markdown table of the sweep rows, the row with the best validation metric marked; with
+  `groups` (seed_groups), a second table of means and standard deviations over the seeds."""
   test_keys = sorted({k for row in rows for k in row if k.startswith('test_')})
   header = [key, f'final val_{metric}', f'best val_{metric}', 'best epoch', *test_keys, 'best']
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
@@ -72,41 +134,59 @@ def summary_table(key, rows, metric, mode):
              str(row['best_epoch']), *(f'{row[k]:.4f}' for k in test_keys),
              '**best**' if row['is_best'] else '']
     lines.append('| ' + ' | '.join(str(c) for c in cells) + ' |')
-  return (f'# Sweep over {key} (best by validation {metric}, {mode})\n\n'
-          + '\n'.join(lines) + '\n')
+  text = f'# Sweep over {key} (best by validation {metric}, {mode})\n\n' + '\n'.join(lines) + '\n'
+  if groups:
+    header = ['setting', 'seeds', f'best val_{metric}', *test_keys, 'best']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for group in groups:
+      cells = [group['setting'], ','.join(group['seeds']),
+               *(_cell(group[k]) for k in ('best_val', *test_keys)),
+               '**best**' if group['is_best'] else '']
+      lines.append('| ' + ' | '.join(cells) + ' |')
+    text += ('\n## Mean +- sample standard deviation over the seeds (best by mean validation '
+             f'{metric})\n\n' + '\n'.join(lines) + '\n')
+  return text
 
 
-def run_sweep(config, workdir, spec):
-  """Trains once per value of the swept key; returns the summary rows.
+def run_sweep(config, workdir, specs):
+  """Trains once per member of the grid of the swept keys; returns the summary rows.
 
   Every member's config is validated before the first trains; the sweep's workdir is locked
   throughout, and each member's workdir while it trains.
   """
-  key, values = parse_sweep(spec, config)
+  parsed = parse_sweeps(specs, config)
   members = []
-  for raw, value in values:
+  for name, raws, values in grid(parsed):
     run_config = config.copy_and_resolve_references()
-    run_config.update_from_flattened_dict({key: value})
-    members.append((raw, validation.validate(run_config)))
+    run_config.update_from_flattened_dict(values)
+    members.append((name, raws, validation.validate(run_config)))
   with workdirs.writer(workdir):
-    return _run_members(key, members, workdir)
+    return _run_members([key for key, _ in parsed], members, workdir)
 
 
-def _run_members(key, members, workdir):
+def _run_members(keys, members, workdir):
   rows, best = [], None
-  for raw, run_config in members:
-    run_dir = os.path.join(workdir, f'{key}={raw}')
+  for name, raws, run_config in members:
+    run_dir = os.path.join(workdir, name)
     results = train.train_and_evaluate(run_config, run_dir)
     metric, mode = results['selection_metric'], results['selection_mode']
     history = records.read_metrics(run_dir)
-    rows.append({'value': raw, 'workdir': run_dir, 'final_val': history[-1][f'val_{metric}'],
+    rows.append({'value': name if len(keys) > 1 else raws[keys[0]], 'setting': raws,
+                 'workdir': run_dir, 'final_val': history[-1][f'val_{metric}'],
                  'best_val': results[f'val_{metric}'], 'best_epoch': results['best_epoch'],
                  **{k: v for k, v in results.items() if k.startswith('test_')}})
     if _is_better(rows[-1]['best_val'], best and best['best_val'], mode):
       best = rows[-1]
   for row in rows:
     row['is_best'] = row is best
+  groups = None
+  if 'seed' in keys:
+    test_keys = sorted({k for row in rows for k in row if k.startswith('test_')})
+    groups = seed_groups(rows, test_keys, mode)
+  key = ', '.join(keys)
   records.write_json(os.path.join(workdir, 'sweep.json'),
-                     {'key': key, 'metric': f'val_{metric}', 'mode': mode, 'runs': rows})
-  records.write_atomic(os.path.join(workdir, 'sweep.md'), summary_table(key, rows, metric, mode))
+                     {'key': key, 'keys': keys, 'metric': f'val_{metric}', 'mode': mode,
+                      'runs': rows, **({'seed_groups': groups} if groups else {})})
+  records.write_atomic(os.path.join(workdir, 'sweep.md'),
+                       summary_table(key, rows, metric, mode, groups))
   return rows

@@ -2,7 +2,7 @@
 
 One small writer for the loop: `progress` (training loss, examples/s and learning rate at a
 global step), `epoch` (one record of metrics.jsonl, mirrored as scalars `epoch/<name>` at step =
-epoch), `images` (the run's PNG figures, at the end). Events go to WORKDIR/tensorboard/ as
+epoch), `text` (sample translations, each epoch), `images` (the run's PNG figures, at the end). Events go to WORKDIR/tensorboard/ as
 TensorBoard's own protocol buffers in its record format (tensorboard's RecordWriter, on a plain
 file: its EventFileWriter and tensorboardX would import TensorFlow or PyTorch, seconds of start-up
 for a run that never uses them); `tensorboard --logdir runs/` shows every run of a folder. Only
@@ -14,6 +14,9 @@ import time
 
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import tensor_pb2
+from tensorboard.compat.proto import tensor_shape_pb2
+from tensorboard.compat.proto import types_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from hw2 import parallel
@@ -68,6 +71,14 @@ class Tracker:
         for k, v in record.items() if k != 'epoch' and isinstance(v, (int, float))])
     if self._events is not None:
       self._events.flush()
+
+  def text(self, step, tag, markdown):
+    """A text summary (TensorBoard's text plugin renders markdown) at `step`."""
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[markdown.encode()],
+                                    tensor_shape=tensor_shape_pb2.TensorShapeProto())
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='text'))
+    self._write(step, [summary_pb2.Summary.Value(tag=tag, metadata=metadata, tensor=tensor)])
 
   def images(self, step, paths):
     """PNG files, each as an image summary named after its file, at `step`."""

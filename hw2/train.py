@@ -21,9 +21,8 @@ from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-
 from hw2 import models
+from hw2 import optim
 from hw2 import parallel
 from hw2 import plots
 from hw2 import records
@@ -35,34 +34,31 @@ from hw2.checkpoint import Checkpoints
 from hw2.errors import UserError
 
 PARAMETERS_FILE = 'parameters.txt'
-# config.optimizer (hw2/validation.py).
-OPTIMIZERS = {'adam': optax.adam, 'sgd': optax.sgd}
 
 
-def make_optimizer(config):
-  """optax optimizer named by config.optimizer at config.learning_rate."""
-  return OPTIMIZERS[config.optimizer](config.learning_rate)
-
-
-def create_train_state(task, config, rng):
-  """Fresh TrainState (step 0, initial params, optimizer state) for `task`."""
+def create_train_state(task, config, rng, steps_per_epoch):
+  """Fresh TrainState (step 0, initial params, optimizer state) for `task`; the optimizer's
+  schedule counts `steps_per_epoch` steps an epoch."""
   state = train_state.TrainState.create(
-      apply_fn=task.model.apply, params=task.init_params(rng), tx=make_optimizer(config))
+      apply_fn=task.model.apply, params=task.init_params(rng),
+      tx=optim.make_optimizer(config, steps_per_epoch))
   # A strongly typed step, as the jitted steps return it: otherwise the first call compiles twice.
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def init_train_state(task, config, rng):
+def init_train_state(task, config, rng, steps_per_epoch):
   """create_train_state, replicated on every device of the mesh."""
-  create = jax.jit(functools.partial(create_train_state, task, config),
+  create = jax.jit(functools.partial(create_train_state, task, config,
+                                     steps_per_epoch=steps_per_epoch),
                    out_shardings=parallel.replicated())
   return create(parallel.put_replicated(rng))
 
 
 def abstract_train_state(task, config):
-  """Shapes, dtypes and (replicated) shardings of the train state: the checkpoint restore target."""
-  return parallel.abstract_replicated(
-      jax.eval_shape(functools.partial(create_train_state, task, config), jax.random.key(0)))
+  """Shapes, dtypes and (replicated) shardings of the train state: the checkpoint restore target
+  (the schedule's length shapes nothing)."""
+  return parallel.abstract_replicated(jax.eval_shape(
+      functools.partial(create_train_state, task, config, steps_per_epoch=1), jax.random.key(0)))
 
 
 def train_step(state, batch, rng, loss_fn):
@@ -102,12 +98,14 @@ def epoch_batch_indices(rng, epoch, num_examples, batch_size):
 
 
 def _train_epoch(multi_step, state, data, batch_indices, rng, steps_per_call, epoch, tracker,
-                 learning_rate):
+                 rate_at):
   """Runs the steps of one epoch, `steps_per_call` (0: all) per jitted call; after each call,
-  reports training loss, examples/s and learning rate (host sync once per call).
+  reports training loss, examples/s and the learning rate of its last step (host sync once per
+  call).
 
   Args:
     batch_indices: [steps, B] rows of `data` for each step.
+    rate_at: optimizer step (0-based) -> the learning rate applied at it.
   Returns:
     (state, mean training loss over the epoch's steps, seconds).
   """
@@ -121,11 +119,12 @@ def _train_epoch(multi_step, state, data, batch_indices, rng, steps_per_call, ep
     loss_sum += step_metrics['loss'].sum()
     done = min(first + steps_per_call, steps)
     loss, rate = float(loss_sum) / done, done * batch_size / (time.perf_counter() - start)
-    tracker.progress(int(state.step), {'loss': loss, 'examples_per_second': rate,
-                                       'learning_rate': learning_rate})
+    step = int(state.step)
+    tracker.progress(step, {'loss': loss, 'examples_per_second': rate,
+                            'learning_rate': rate_at(step - 1)})
     if done < steps:
-      logging.info('epoch %d step %d/%d  loss %.4f  %.0f examples/s', epoch, done, steps, loss,
-                   rate)
+      logging.info('epoch %d step %d/%d  loss %.4f  lr %.3g  %.0f examples/s', epoch, done, steps,
+                   loss, rate_at(step - 1), rate)
   train_loss = float(loss_sum) / steps
   return state, train_loss, time.perf_counter() - start
 
@@ -153,6 +152,11 @@ def _train_and_evaluate(config, workdir):
   if num_examples < config.batch_size:
     raise UserError(f'--config.batch_size={config.batch_size} exceeds the {num_examples} '
                     'training examples')
+  total_steps = config.num_epochs * (num_examples // config.batch_size)
+  if config.warmup_steps > total_steps:
+    raise UserError(f'--config.warmup_steps={config.warmup_steps} is longer than the run: '
+                    f'{config.num_epochs} epochs of {num_examples // config.batch_size} steps are '
+                    f'{total_steps} steps')
   abstract_state = abstract_train_state(task, config)
   checkpoints = Checkpoints(workdir)
   try:
@@ -168,11 +172,23 @@ def _check_resume(config, workdir, task, meta):
     raise UserError(f'--config.num_epochs={config.num_epochs} but --workdir={workdir} already '
                     f'holds {meta["epoch"]} trained epochs: give at least {meta["epoch"]}, or '
                     'test it with --mode eval')
+  trained_epochs = meta['config'].get('num_epochs')
+  if config.schedule in ('cosine', 'linear') and config.num_epochs != trained_epochs:
+    raise UserError(f'--config.num_epochs={config.num_epochs} but the {config.schedule} schedule '
+                    f'of --workdir={workdir} decays over its {trained_epochs} epochs: keep '
+                    f'num_epochs={trained_epochs}, or train anew in another --workdir')
   for name, text in task.workdir_files().items():
     if meta['files'].get(name) != text:
       raise UserError(f'the training data gives another {name} than the one that --workdir='
                       f'{workdir} was trained with (checkpoint of epoch {meta["epoch"]}): a data '
                       'file or the normalisation changed; use another --workdir')
+
+
+def stopped_early(config, history, best_epoch):
+  """Whether early stopping ends the run after the epochs of `history`: early_stopping_patience
+  epochs have passed without a better validation metric than that of `best_epoch`."""
+  patience = config.early_stopping_patience
+  return bool(patience and history and history[-1]['epoch'] - best_epoch >= patience)
 
 
 def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, checkpoints):
@@ -187,8 +203,10 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
     if saved is not None:
       workdirs.check_same_experiment(workdir, config, saved, records.CONFIG_FILE)
   init_rng, shuffle_rng, dropout_rng = jax.random.split(jax.random.key(config.seed), 3)
+  steps_per_epoch = num_examples // config.batch_size
   if resumed is None:
-    state, start_epoch, history = init_train_state(task, config, init_rng), 0, []
+    state = init_train_state(task, config, init_rng, steps_per_epoch)
+    start_epoch, history = 0, []
     best_epoch, best_value = None, None
   else:
     state, meta = resumed
@@ -202,7 +220,7 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
   _write_task_files(workdir, task, resumed)
   _repair_metrics(workdir, history)
   results_path = os.path.join(workdir, records.RESULTS_FILE)
-  if start_epoch == config.num_epochs:
+  if start_epoch == config.num_epochs or stopped_early(config, history, best_epoch):
     results = _finished_results(results_path, meta)
     if results is not None:
       logging.info('%s already holds a finished run of %d epochs; nothing to do', workdir,
@@ -224,13 +242,20 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
                'provenance': records.provenance(),
                'model_impl': models.resolve_impl(config.model.impl)}
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    if stopped_early(config, tracker.history, best_epoch):
+      break
+    scale = optim.plateau_scale(config, tracker.history, metric, mode)
+    state = state.replace(opt_state=optim.with_plateau_scale(state.opt_state, scale))
+    rate_at = lambda step, scale=scale: optim.applied_rate(config, steps_per_epoch, step, scale)
     batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
     state, train_loss, train_seconds = _train_epoch(multi_step, state, data, batch_indices,
                                                     dropout_rng, config.steps_per_call, epoch,
-                                                    tracker, config.learning_rate)
-    evaluation = task.evaluate(state.params, 'validation')
+                                                    tracker, rate_at)
+    params = optim.evaluation_params(state)
+    evaluation = task.evaluate(params, 'validation')
     record = {'epoch': epoch, 'train_loss': train_loss, 'train_seconds': round(train_seconds, 3),
               'examples_per_second': round(batch_indices.size / train_seconds, 1),
+              'learning_rate': rate_at(int(state.step) - 1),
               **{f'val_{k}': v for k, v in evaluation.items()}}
     is_best = _is_better(evaluation[metric], best_value, mode)
     if is_best:
@@ -243,23 +268,33 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
     logging.info('epoch %d  train_loss %.4f  val_%s %.4f%s  (%.1f s, %.0f examples/s)', epoch,
                  train_loss, metric, evaluation[metric], '  best' if is_best else '',
                  train_seconds, record['examples_per_second'])
+    samples = task.samples(params)
+    if samples:
+      logging.info('validation samples of epoch %d:\n%s', epoch, samples)
+      tracker.text(int(state.step), 'samples', samples)
+  last_epoch = tracker.history[-1]['epoch']
+  stopped = stopped_early(config, tracker.history, best_epoch)
+  if stopped:
+    logging.info('early stopping: no better validation %s in the %d epochs after epoch %d',
+                 metric, config.early_stopping_patience, best_epoch)
 
   # 4. The end, results.json last.
   compilations = {'train_step': multi_step._cache_size(), **task.compilation_counts()}  # pylint: disable=protected-access
   logging.info('XLA compilations (one per distinct input shape): %s', compilations)
   best_state, best_meta = checkpoints.restore_best(abstract_state)
+  best_params = optim.evaluation_params(best_state)
   results = {'best_epoch': best_meta['epoch'], f'val_{metric}': best_meta['best_value'],
              'selection_metric': metric, 'selection_mode': mode,
-             'epochs_trained': config.num_epochs,
+             'epochs_trained': last_epoch, 'stopped_early': stopped,
              'train_seconds': round(sum(r['train_seconds'] for r in tracker.history), 1),
              'compilations': compilations, 'examples': task.split_sizes(),
              'devices': parallel.device_count(), 'provenance': run_facts['provenance'],
              'model_impl': run_facts['model_impl'],
-             **{f'test_{k}': v for k, v in task.evaluate(best_state.params, 'test').items()}}
+             **{f'test_{k}': v for k, v in task.evaluate(best_params, 'test').items()}}
   workdirs.phase('tested')
   _plot_history(tracker.history, metric, workdir)
   workdirs.phase('curves')
-  task.write_outputs(best_state.params, results)
+  task.write_outputs(best_params, results)
   workdirs.phase('outputs')
   tracker.images(int(state.step), sorted(glob.glob(os.path.join(workdir, '*.png'))))
   tracker.close()
@@ -312,23 +347,29 @@ def _finished_results(path, meta):
 
 
 def _plot_history(history, metric, workdir):
+  """train_loss.png (training loss, and the validation loss where recorded) and the validation
+  metric's curve."""
   epochs = [r['epoch'] for r in history]
-  plots.plot_curve(epochs, [r['train_loss'] for r in history], 'training loss',
-                   os.path.join(workdir, 'train_loss.png'))
+  losses = {'training': (epochs, [r['train_loss'] for r in history])}
+  if all('val_loss' in r for r in history):  # Runs of earlier versions did not record it.
+    losses['validation'] = (epochs, [r['val_loss'] for r in history])
+  plots.plot_curves(losses, 'loss', os.path.join(workdir, 'train_loss.png'),
+                    title='training and validation loss')
   plots.plot_curve(epochs, [r[f'val_{metric}'] for r in history], f'validation {metric}',
                    os.path.join(workdir, f'val_{metric}.png'))
 
 
 def restore_best_params(task, config, workdir):
-  """Parameters of the best checkpoint of `workdir` (written on any number of devices), on this
-  run's mesh, for a task built from `config`; and that checkpoint's meta."""
+  """Parameters to evaluate (optim.evaluation_params) of the best checkpoint of `workdir`
+  (written on any number of devices), on this run's mesh, for a task built from `config`; and that
+  checkpoint's meta."""
   abstract_state = abstract_train_state(task, config)
   checkpoints = Checkpoints(workdir)
   try:
     state, meta = checkpoints.restore_best(abstract_state)
   finally:
     checkpoints.close()
-  return state.params, meta
+  return optim.evaluation_params(state), meta
 
 
 def evaluate(config, workdir):

@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from hw2 import optim
 from hw2.data import images
 from hw2.data import text
 from hw2.errors import UserError
@@ -22,7 +23,8 @@ SEED_MAX = 2**32 - 1  # jax.random.key and numpy's RandomState take 32-bit seeds
 # Names that a field may take, from the registries that use them.
 CHOICES = {
     'task': (*TASKS, 'theory', 'homework'),
-    'optimizer': ('adam', 'sgd'),  # hw2/train.py OPTIMIZERS
+    'optimizer': optim.OPTIMIZERS,
+    'schedule': optim.SCHEDULES,
     'dataset': tuple(images.DATASETS),
     'normalize': tuple(text.NORMALIZERS),
     'model.impl': ('auto', 'reference', 'fast'),  # hw2/models IMPLS
@@ -67,18 +69,21 @@ MAX_DECODE_LENGTH = 1 << 12
 
 # The fields each task reads (configs/<task>.py): a config without one of them was written for
 # another task (e.g. --config.task=translation on configs/cnn.py).
+TRAINING_FIELDS = ('optimizer', 'learning_rate', 'batch_size', 'num_epochs', 'seed',
+                   'steps_per_call', 'eval_batch_size', 'schedule', 'warmup_steps',
+                   'final_learning_rate_fraction', 'plateau_patience', 'plateau_factor',
+                   'grad_clip_norm', 'weight_decay', 'label_smoothing', 'early_stopping_patience',
+                   'ema_decay')  # configs/training.py
 TASK_FIELDS = {
     'classification': ('dataset', 'data_dir', 'validation_size', 'max_train_examples',
                        'split_seed', 'split_test_images', 'model.impl', 'model.dropout_rate',
-                       'optimizer', 'learning_rate', 'batch_size', 'num_epochs', 'seed',
-                       'steps_per_call', 'eval_batch_size'),
+                       *TRAINING_FIELDS),
     'translation': ('data_dir', 'train_file', 'validation_file', 'test_file', 'source_column',
                     'target_column', 'normalize', 'max_length', 'model.impl', 'model.hidden_size',
-                    'model.dropout_rate', 'model.use_attention', 'optimizer', 'learning_rate',
-                    'batch_size', 'num_epochs',
-                    'seed', 'steps_per_call', 'eval_batch_size', 'num_attention_plots',
-                    'decode.beam_size', 'decode.length_penalty', 'decode.max_length',
-                    'decode.max_source_length', 'decode.n_best'),
+                    'model.dropout_rate', 'model.use_attention', *TRAINING_FIELDS,
+                    'num_attention_plots', 'num_samples', 'decode.beam_size',
+                    'decode.length_penalty', 'decode.max_length', 'decode.max_source_length',
+                    'decode.n_best'),
     'theory': ('seed', 'num_classes', 'conv_cases', 'count_cases', 'attention_cases',
                'sparsity_case'),
     'homework': ('theory', 'cnn', 'translation', 'learning_rates', 'beam_sizes',
@@ -112,6 +117,16 @@ RULES = {
     'decode.max_source_length': _integer(1, MAX_DECODE_LENGTH),
     'decode.n_best': _integer(1, 1024),
     'num_classes': _integer(1, 1000),
+    'warmup_steps': _integer(0),
+    'final_learning_rate_fraction': _real(0, high=1),
+    'plateau_patience': _integer(1, 10_000),
+    'plateau_factor': _real(0, low_open=True, high=1),
+    'grad_clip_norm': _real(0),
+    'weight_decay': _real(0),
+    'label_smoothing': _real(0, high=1),
+    'early_stopping_patience': _integer(0),
+    'ema_decay': _real(0, high=1),
+    'num_samples': _integer(0, 100),
 }
 
 

@@ -49,10 +49,16 @@ _held = {}  # Real path -> nesting depth of the locks this process holds.
 
 # Config fields that may differ between the run that wrote a workdir and one that resumes or
 # evaluates it; any other difference means a different experiment.
-RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'model.impl')
+# (A cosine or linear schedule decays over num_epochs: hw2/train.py then refuses to change it.)
+RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'model.impl',
+                  'num_samples')
 # Fields added to the configs after workdirs were written with them, and the value that a workdir
-# without the field was trained with: a resume compares a missing field as this default.
-ADDED_FIELDS = {}
+# without the field was trained with: a resume compares a missing field as this default, and
+# eval / translate give it this value.
+ADDED_FIELDS = {'schedule': 'constant', 'warmup_steps': 0, 'final_learning_rate_fraction': 0.0,
+                'plateau_patience': 5, 'plateau_factor': 0.5, 'grad_clip_norm': 0.0,
+                'weight_decay': 0.0, 'label_smoothing': 0.0, 'early_stopping_patience': 0,
+                'ema_decay': 0.0, 'num_samples': 3}
 KILL_AT_VARIABLE = 'HW2_KILL_AT'
 
 
@@ -181,8 +187,12 @@ def load_saved_config(workdir):
 
 
 def config_for_evaluation(workdir, config):
-  """The workdir's training config with the runtime fields (decoding, eval batch) of `config`."""
+  """The workdir's training config with the runtime fields (decoding, eval batch) of `config`;
+  fields that `config` has and an earlier version did not write get their ADDED_FIELDS value."""
   saved = load_saved_config(workdir)
+  for name, default in ADDED_FIELDS.items():
+    if name in config and name not in saved:
+      saved[name] = default
   for field in RUNTIME_FIELDS:
     *parents, leaf = field.split('.')
     source, target = config, saved

@@ -53,5 +53,9 @@ class Task(abc.ABC):
     """{name: number of XLA compilations} of the task's jitted evaluation functions."""
     return {}
 
+  def samples(self, params):
+    """Text logged after each epoch (e.g. validation translations, markdown); '' for none."""
+    return ''
+
   def write_outputs(self, params, results):
     """Task-specific files and figures for the final (best) parameters. Optional."""

@@ -4,8 +4,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from hw2 import losses
 from hw2 import metrics
 from hw2 import parallel
 from hw2 import plots
@@ -24,9 +24,12 @@ class Classification(base.Task):
     super().__init__(config, workdir, mode)
     self.data = images.load_image_splits(config)
     self.model = models.build('cnn', config.model, num_classes=images.NUM_CLASSES)
-    self._predict = parallel.jit_batched(
-        lambda params, x: jnp.argmax(self.model.apply({'params': params}, x), -1),
-        batch_argnums=(1,))
+    self._predict = parallel.jit_batched(self._predictions_and_losses, batch_argnums=(1, 2))
+
+  def _predictions_and_losses(self, params, images, labels):
+    """Predicted classes [B] and cross-entropy [B] of images [B, 28, 28, 1], labels [B]."""
+    logits = self.model.apply({'params': params}, images)
+    return jnp.argmax(logits, -1), losses.cross_entropy(logits, labels)
 
   def train_arrays(self):
     return {'image': self.data.train_images, 'label': self.data.train_labels}
@@ -37,20 +40,25 @@ class Classification(base.Task):
   def loss(self, params, batch, rng):
     logits = self.model.apply({'params': params}, batch['image'], train=True,
                               rngs={'dropout': rng})
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    return losses.cross_entropy(logits, batch['label'], self.config.label_smoothing).mean()
 
-  def predict(self, params, image_array):
-    """Predicted classes [N] of images [N, 28, 28, 1], in fixed-size jitted batches."""
-    pending = [(self._predict(params, batch['image']), valid)  # All dispatched, then read.
-               for batch, valid in batching.padded_batches({'image': image_array},
-                                                           self.config.eval_batch_size)]
+  def predict(self, params, image_array, labels):
+    """Predicted classes [N] and cross-entropy [N] of images [N, 28, 28, 1] with labels [N], in
+    fixed-size jitted batches."""
+    pending = [(self._predict(params, batch['image'], batch['label']), valid)  # All dispatched.
+               for batch, valid in batching.padded_batches(
+                   {'image': image_array, 'label': labels}, self.config.eval_batch_size)]
     if not pending:
-      return np.zeros(0, np.int32)
-    return np.concatenate([np.asarray(p)[:valid] for p, valid in pending])
+      return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return tuple(np.concatenate([np.asarray(p[i])[:valid] for p, valid in pending])
+                 for i in (0, 1))
 
   def evaluate(self, params, split):
+    """Accuracy and the mean cross-entropy (without label smoothing) of the split."""
     image_array, labels = self.data.split(split)
-    return {'accuracy': metrics.accuracy(self.predict(params, image_array), labels)}
+    predictions, cross_entropy = self.predict(params, image_array, labels)
+    return {'accuracy': metrics.accuracy(predictions, labels),
+            'loss': float(cross_entropy.mean()) if len(labels) else float('nan')}
 
   def split_sizes(self):
     return {name: len(self.data.split(name)[1]) for name in ('train', 'validation', 'test')}

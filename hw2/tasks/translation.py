@@ -6,9 +6,9 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from hw2 import decoding
+from hw2 import losses
 from hw2 import metrics
 from hw2 import models
 from hw2 import parallel
@@ -51,14 +51,25 @@ def make_decode_fn(model, beam_size, max_length, alpha, return_steps=False):
   return decode
 
 
-def masked_cross_entropy(logits, labels):
+def masked_cross_entropy(logits, labels, label_smoothing=0.0):
   """Mean softmax cross-entropy over positions whose label is not PAD.
 
   logits [B, T, V], labels [B, T] -> scalar.
   """
   weights = (labels != text.PAD).astype(logits.dtype)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  return losses.masked_mean(losses.cross_entropy(logits, labels, label_smoothing), weights)
+
+
+def sentence_cross_entropy(model, params, source, lengths, target):
+  """Teacher-forced cross-entropy summed over each sentence's target positions, and their count.
+
+  source [B, S], lengths [B], target [B, T] (SOS ... EOS PAD...) -> ([B], [B]).
+  """
+  logits = model.apply({'params': params}, source, lengths, target[:, :-1])
+  labels = target[:, 1:]
+  weights = (labels != text.PAD).astype(logits.dtype)
+  return (jnp.sum(losses.cross_entropy(logits, labels) * weights, axis=1),
+          jnp.sum(weights, axis=1))
 
 
 class Translation(base.Task):
@@ -92,6 +103,9 @@ class Translation(base.Task):
         functools.partial(self.model.apply, method='decode'), batch_argnums=())
     self._encode = parallel.jit_batched(functools.partial(self.model.apply, method='encode'),
                                         batch_argnums=())
+    self._sentence_losses = parallel.jit_batched(
+        functools.partial(sentence_cross_entropy, self.model), batch_argnums=(1, 2, 3))
+    self._loss_arrays = {}  # split -> its id arrays for the validation loss, encoded once.
 
   def _path(self, field):
     if not self.config.data_dir:
@@ -141,7 +155,24 @@ class Translation(base.Task):
     target = batch['target']
     logits = self.model.apply({'params': params}, batch['source'], batch['source_length'],
                               target[:, :-1], train=True, rngs={'dropout': rng})
-    return masked_cross_entropy(logits, target[:, 1:])
+    return masked_cross_entropy(logits, target[:, 1:], self.config.label_smoothing)
+
+  def teacher_forced_loss(self, params, split):
+    """Mean cross-entropy per target character (EOS included, no label smoothing) of the split's
+    pairs, teacher-forced, in fixed-size jitted batches."""
+    if split not in self._loss_arrays:
+      sources, targets = zip(*self.splits[split])
+      ids, lengths = self.encode_sources(list(sources))
+      self._loss_arrays[split] = {
+          'source': ids, 'lengths': lengths,
+          'target': text.encode_targets(self.target_vocab, targets, text.round_up(
+              max(map(len, targets)) + 2, _LENGTH_MULTIPLE))}
+    pending = [(self._sentence_losses(params, b['source'], b['lengths'], b['target']), valid)
+               for b, valid in batching.padded_batches(self._loss_arrays[split],
+                                                       self.config.eval_batch_size)]
+    total = sum(float(np.asarray(loss)[:valid].sum()) for (loss, _), valid in pending)
+    count = sum(float(np.asarray(count)[:valid].sum()) for (_, count), valid in pending)
+    return total / count
 
   # --- Decoding ---------------------------------------------------------------------------------
 
@@ -194,10 +225,22 @@ class Translation(base.Task):
   def evaluate(self, params, split):
     sources, references = zip(*self.splits[split])
     predictions = [h[0][0] for h in self.translate(params, list(sources))]
+    loss = self.teacher_forced_loss(params, split)
     return {'error_rate': metrics.error_rate(references, predictions),
             'exact_match': metrics.exact_match(references, predictions),
             'chrf': metrics.corpus_chrf(references, predictions),
-            'bleu': metrics.corpus_bleu(references, predictions)}
+            'bleu': metrics.corpus_bleu(references, predictions),
+            'loss': loss, 'perplexity': float(np.exp(loss))}
+
+  def samples(self, params):
+    """The first config.num_samples validation pairs and their translations, as a markdown
+    table."""
+    pairs = self.splits['validation'][:self.config.num_samples]
+    if not pairs:
+      return ''
+    predictions = [h[0][0] for h in self.translate(params, [s for s, _ in pairs])]
+    rows = [f'| {s} | {r} | {p} |' for (s, r), p in zip(pairs, predictions)]
+    return '\n'.join(['| source | reference | translation |', '|---|---|---|', *rows])
 
   def attention_weights(self, params, source, prediction):
     """Attention [len(prediction) + 1, len(source)] over the source while the model produces
@@ -215,7 +258,8 @@ class Translation(base.Task):
     return {name: len(pairs) for name, pairs in self.splits.items()}
 
   def compilation_counts(self):
-    return {'decode': self._decode.compilations()}
+    return {'decode': self._decode.compilations(),
+            'loss': self._sentence_losses.compilations()}
 
   # --- Outputs ----------------------------------------------------------------------------------
 
