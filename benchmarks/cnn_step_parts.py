@@ -27,6 +27,7 @@ def _per_step(fn, steps):
 
 
 def measure(data_dir, batch_size, examples):
+  from hw2 import optim  # pylint: disable=g-import-not-at-top
   from hw2 import parallel  # pylint: disable=g-import-not-at-top
   from hw2 import train  # pylint: disable=g-import-not-at-top
   config, task = cnn_task(data_dir, batch_size, examples)
@@ -55,7 +56,7 @@ def measure(data_dir, batch_size, examples):
   grads = jax.tree_util.tree_map(lambda p: 1e-3 * np.ones(p.shape, p.dtype), state.params)
   for name in ('adam', 'sgd'):
     config.optimizer = name
-    tx = train.make_optimizer(config)
+    tx = optim.make_optimizer(config, n // batch_size)
 
     @jax.jit
     def updates(params, opt_state, grads, tx=tx):

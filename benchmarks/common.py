@@ -80,7 +80,8 @@ def training_rate(config, task, repeats=3):
   data = parallel.put_replicated(arrays)
   rng = parallel.put_replicated(jax.random.key(1))
   multi_step = train.make_multi_step(task.loss)
-  holder = {'state': train.init_train_state(task, config, jax.random.key(0)), 'epoch': 0}
+  holder = {'state': train.init_train_state(task, config, jax.random.key(0),
+                                            n // config.batch_size), 'epoch': 0}
   # Each epoch's shuffled batch rows, drawn and put on the device before any timing, as the
   # PyTorch baseline draws its permutation before it starts its clock.
   epoch_indices = [

@@ -73,7 +73,8 @@ def prepare(make_task, impl, model_fields, patch):
   module, values = patch or (None, {})
   with patched(module, **values) if module else contextlib.nullcontext():
     multi_step = train.make_multi_step(task.loss)
-    holder = {'state': train.init_train_state(task, config, jax.random.key(0))}
+    holder = {'state': train.init_train_state(task, config, jax.random.key(0),
+                                              n // config.batch_size)}
     holder['state'], metrics = multi_step(holder['state'], data, indices, rng)  # Compiles.
     jax.block_until_ready(metrics)
 

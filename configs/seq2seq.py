@@ -40,6 +40,7 @@ def get_config():
   # GPU/TPU); a runtime setting, free to change on resume, eval or translate.
   config.model = ml_collections.ConfigDict()
   config.model.impl = 'auto'
+  config.model.architecture = 'lstm'  # configs/transformer.py: 'transformer'.
   config.model.hidden_size = 128  # Also the embedding size; 64 encoder units per direction.
   config.model.dropout_rate = 0.3
   config.model.use_attention = False

@@ -16,10 +16,12 @@ match their checksum) raises `DamagedCheckpoint`; `restore_latest` then falls ba
 intact epoch, saying so.
 """
 import dataclasses
+import glob
 import hashlib
 import logging as std_logging
 import os
 import re
+import shutil
 import sys
 
 from absl import logging
@@ -110,12 +112,20 @@ class Checkpoints:
                       '(latest/ and best/): evaluate it with that version, or train anew in '
                       'another --workdir')
     options = ocp.CheckpointManagerOptions(
-        create=False, enable_async_checkpointing=False, cleanup_tmp_directories=True,
+        create=False, enable_async_checkpointing=False, cleanup_tmp_directories=False,
         preservation_policy=KeepLatestAndBest())
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        'meta': ocp.JsonCheckpointHandler()})
+
+  def remove_unfinished_saves(self):
+    """Deletes what saves cut short by a kill left: orbax writes each step into a temporary
+    folder and renames it when complete. For the workdir's writer only (a reader could delete a
+    save in progress); done here, not by orbax's own cleanup, which runs in a thread that may
+    still be working when a refused run exits."""
+    for path in glob.glob(os.path.join(self.directory, '*.orbax-checkpoint-tmp*')):
+      shutil.rmtree(path, ignore_errors=True)
 
   def epochs(self):
     """The epochs that have a checkpoint, in increasing order."""

@@ -2,11 +2,12 @@
 
 One small writer for the loop: `progress` (training loss, examples/s and learning rate at a
 global step), `epoch` (one record of metrics.jsonl, mirrored as scalars `epoch/<name>` at step =
-epoch), `text` (sample translations, each epoch), `images` (the run's PNG figures, at the end). Events go to WORKDIR/tensorboard/ as
-TensorBoard's own protocol buffers in its record format (tensorboard's RecordWriter, on a plain
-file: its EventFileWriter and tensorboardX would import TensorFlow or PyTorch, seconds of start-up
-for a run that never uses them); `tensorboard --logdir runs/` shows every run of a folder. Only
-process 0 of a multi-process run writes.
+epoch), `text` (sample translations, each epoch), `images` (the run's PNG figures, at the end).
+Events go to WORKDIR/tensorboard/ as TensorBoard's own protocol buffers in its record format
+(tensorboard's RecordWriter, on a plain file: its EventFileWriter and tensorboardX would import
+TensorFlow or PyTorch, seconds of start-up for a run that never uses them);
+`tensorboard --logdir runs/` shows every run of a folder. Only process 0 of a multi-process run
+writes.
 """
 import os
 import socket

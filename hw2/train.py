@@ -54,11 +54,12 @@ def init_train_state(task, config, rng, steps_per_epoch):
   return create(parallel.put_replicated(rng))
 
 
-def abstract_train_state(task, config):
-  """Shapes, dtypes and (replicated) shardings of the train state: the checkpoint restore target
-  (the schedule's length shapes nothing)."""
+def abstract_train_state(task, config, steps_per_epoch):
+  """Shapes, dtypes and (replicated) shardings of the train state: the checkpoint restore target.
+  A restored state takes its optimizer (and so its schedule) from here."""
   return parallel.abstract_replicated(jax.eval_shape(
-      functools.partial(create_train_state, task, config, steps_per_epoch=1), jax.random.key(0)))
+      functools.partial(create_train_state, task, config, steps_per_epoch=steps_per_epoch),
+      jax.random.key(0)))
 
 
 def train_step(state, batch, rng, loss_fn):
@@ -157,7 +158,7 @@ def _train_and_evaluate(config, workdir):
     raise UserError(f'--config.warmup_steps={config.warmup_steps} is longer than the run: '
                     f'{config.num_epochs} epochs of {num_examples // config.batch_size} steps are '
                     f'{total_steps} steps')
-  abstract_state = abstract_train_state(task, config)
+  abstract_state = abstract_train_state(task, config, num_examples // config.batch_size)
   checkpoints = Checkpoints(workdir)
   try:
     return _train_checked(config, workdir, task, arrays, num_examples, abstract_state,
@@ -215,6 +216,7 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
     logging.info('Resuming %s from the checkpoint of epoch %d', workdir, start_epoch)
 
   # 2. Every check passed: the run's files.
+  checkpoints.remove_unfinished_saves()
   records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
   workdirs.check_shared(workdir, records.CONFIG_FILE)
   _write_task_files(workdir, task, resumed)
@@ -268,7 +270,7 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
     logging.info('epoch %d  train_loss %.4f  val_%s %.4f%s  (%.1f s, %.0f examples/s)', epoch,
                  train_loss, metric, evaluation[metric], '  best' if is_best else '',
                  train_seconds, record['examples_per_second'])
-    samples = task.samples(params)
+    samples = task.samples()
     if samples:
       logging.info('validation samples of epoch %d:\n%s', epoch, samples)
       tracker.text(int(state.step), 'samples', samples)
@@ -363,7 +365,8 @@ def restore_best_params(task, config, workdir):
   """Parameters to evaluate (optim.evaluation_params) of the best checkpoint of `workdir`
   (written on any number of devices), on this run's mesh, for a task built from `config`; and that
   checkpoint's meta."""
-  abstract_state = abstract_train_state(task, config)
+  # Parameters only: the optimizer's schedule length does not matter here.
+  abstract_state = abstract_train_state(task, config, steps_per_epoch=1)
   checkpoints = Checkpoints(workdir)
   try:
     state, meta = checkpoints.restore_best(abstract_state)

@@ -28,6 +28,7 @@ CHOICES = {
     'dataset': tuple(images.DATASETS),
     'normalize': tuple(text.NORMALIZERS),
     'model.impl': ('auto', 'reference', 'fast'),  # hw2/models IMPLS
+    'model.architecture': ('lstm', 'transformer'),  # hw2/models ARCHITECTURES
 }
 
 
@@ -56,7 +57,8 @@ def _even(low, high):
   def check(value):
     problem = base(value)
     if problem is None and value % 2:
-      return f'an even integer in [{low}, {high}] (the BiLSTM encoder gives each direction half)'
+      return (f'an even integer in [{low}, {high}] (the BiLSTM encoder gives each direction '
+              'half; the Transformer\'s positions are half sines, half cosines)')
     return problem
   return check
 
@@ -79,8 +81,8 @@ TASK_FIELDS = {
                        'split_seed', 'split_test_images', 'model.impl', 'model.dropout_rate',
                        *TRAINING_FIELDS),
     'translation': ('data_dir', 'train_file', 'validation_file', 'test_file', 'source_column',
-                    'target_column', 'normalize', 'max_length', 'model.impl', 'model.hidden_size',
-                    'model.dropout_rate', 'model.use_attention', *TRAINING_FIELDS,
+                    'target_column', 'normalize', 'max_length', 'model.impl',
+                    'model.architecture', *TRAINING_FIELDS,
                     'num_attention_plots', 'num_samples', 'decode.beam_size',
                     'decode.length_penalty', 'decode.max_length', 'decode.max_source_length',
                     'decode.n_best'),
@@ -88,6 +90,12 @@ TASK_FIELDS = {
                'sparsity_case'),
     'homework': ('theory', 'cnn', 'translation', 'learning_rates', 'beam_sizes',
                  'length_penalties'),
+}
+# config.model of each translation architecture: exactly these fields (the constructor's).
+MODEL_FIELDS = {
+    'lstm': ('impl', 'architecture', 'hidden_size', 'dropout_rate', 'use_attention'),
+    'transformer': ('impl', 'architecture', 'hidden_size', 'num_layers', 'num_heads', 'ff_size',
+                    'dropout_rate'),
 }
 # Folders stored as absolute paths, so that a workdir is the same experiment whichever directory
 # it is run from (./data/kmnist and data/kmnist alike) and evaluates from anywhere.
@@ -107,6 +115,9 @@ RULES = {
     'seed': _integer(0, SEED_MAX),
     'split_seed': _integer(0, SEED_MAX),
     'model.hidden_size': _even(2, MAX_HIDDEN),
+    'model.num_layers': _integer(1, 64),
+    'model.num_heads': _integer(1, 256),
+    'model.ff_size': _integer(1, MAX_HIDDEN),
     'max_length': _integer(1, MAX_DECODE_LENGTH),
     'source_column': _integer(0, 1000),
     'target_column': _integer(0, 1000),
@@ -188,10 +199,32 @@ def _check_relations(config, prefix):
   if 'source_column' in config and config.source_column == config.target_column:
     raise UserError(f'--config.{prefix}source_column and --config.{prefix}target_column are '
                     f'both {config.source_column}: source and target must be different columns')
+  if config.task == 'translation':
+    _check_model_fields(config.model, prefix)
   if 'decode' in config and config.decode.n_best > config.decode.beam_size:
     raise UserError(f'--config.{prefix}decode.n_best={config.decode.n_best} exceeds '
                     f'--config.{prefix}decode.beam_size={config.decode.beam_size}: beam search '
                     'keeps beam_size hypotheses')
+
+
+def _check_model_fields(model, prefix):
+  """config.model holds exactly the settings of its architecture's model."""
+  architecture = model.architecture
+  fields = MODEL_FIELDS[architecture]
+  missing = [f for f in fields if f not in model]
+  extra = [f for f in model if f not in fields]
+  if missing or extra:
+    problem = (f'lacks {", ".join(missing)}' if missing else
+               f'has {", ".join(extra)}, which the {architecture} model does not take')
+    raise UserError(f'--config.{prefix}model {problem}: the {architecture} model takes '
+                    f'{", ".join(fields)}')
+  if architecture == 'transformer':
+    if model.hidden_size % model.num_heads:
+      raise UserError(f'--config.{prefix}model.hidden_size={model.hidden_size} does not divide '
+                      f'into --config.{prefix}model.num_heads={model.num_heads} heads')
+    if model.impl == 'fast':
+      raise UserError(f'--config.{prefix}model.impl=fast: the transformer has one '
+                      'implementation; use auto or reference')
 
 
 def _check_homework(config):

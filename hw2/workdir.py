@@ -14,8 +14,9 @@ The order in which a training run (hw2/train.py) writes its workdir, so that a k
 (SIGKILL included) is resumed by the same command to the files of an uninterrupted run:
 1. Checks, writing nothing: the config (hw2/validation.py), every data file (long test sentences
    included), the newest intact checkpoint's config, task files (the vocabulary) and shapes.
-2. config.json, the task's files (vocab.json), parameters.txt, and metrics.jsonl rewritten from
-   the checkpoint's history (so records of epochs past the checkpoint are dropped).
+2. The folders of saves cut short removed; config.json, the task's files (vocab.json),
+   parameters.txt, and metrics.jsonl rewritten from the checkpoint's history (so records of
+   epochs past the checkpoint are dropped).
 3. Each epoch: metrics.jsonl gains its record (phase `recorded`), then one atomic checkpoint
    step holds the state, the history and the best epoch so far (phase `saved` after it). A kill
    before the step is complete (orbax renames its folder last) resumes from the previous epoch.
@@ -58,7 +59,7 @@ RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', '
 ADDED_FIELDS = {'schedule': 'constant', 'warmup_steps': 0, 'final_learning_rate_fraction': 0.0,
                 'plateau_patience': 5, 'plateau_factor': 0.5, 'grad_clip_norm': 0.0,
                 'weight_decay': 0.0, 'label_smoothing': 0.0, 'early_stopping_patience': 0,
-                'ema_decay': 0.0, 'num_samples': 3}
+                'ema_decay': 0.0, 'num_samples': 3, 'model.architecture': 'lstm'}
 KILL_AT_VARIABLE = 'HW2_KILL_AT'
 
 
@@ -190,9 +191,14 @@ def config_for_evaluation(workdir, config):
   """The workdir's training config with the runtime fields (decoding, eval batch) of `config`;
   fields that `config` has and an earlier version did not write get their ADDED_FIELDS value."""
   saved = load_saved_config(workdir)
+  current, stored = _flatten(as_json(config)), _flatten(as_json(saved))
   for name, default in ADDED_FIELDS.items():
-    if name in config and name not in saved:
-      saved[name] = default
+    if name in current and name not in stored:
+      *parents, leaf = name.split('.')
+      node = saved
+      for parent in parents:
+        node = node[parent]
+      node[leaf] = default
   for field in RUNTIME_FIELDS:
     *parents, leaf = field.split('.')
     source, target = config, saved

@@ -68,8 +68,8 @@ def _state(num_classes, seed=0):
   task = type('T', (), {})()
   task.model = CNN(num_classes=num_classes)
   task.init_params = lambda rng: task.model.init(rng, jnp.zeros((1, 28, 28, 1)))['params']
-  config = type('C', (), {'optimizer': 'adam', 'learning_rate': 1e-3})()
-  return train.create_train_state(task, config, jax.random.key(seed))
+  from configs import cnn  # pylint: disable=g-import-not-at-top
+  return train.create_train_state(task, cnn.get_config(), jax.random.key(seed), steps_per_epoch=1)
 
 
 def test_save_then_restore_gives_identical_predictions(tmp_path):

@@ -58,8 +58,9 @@ def test_learns_to_reverse_strings(reverse_run):
   _, workdir, results = reverse_run
   assert results['test_error_rate'] < 0.05, results
   assert results['test_exact_match'] > 0.8
-  # One scan per epoch compiles once; validation and test sources (2-6 characters) pad to 8.
-  assert results['compilations'] == {'train_step': 1, 'decode': 1}
+  # One scan per epoch compiles once; validation and test sources (2-6 characters) pad to 8, and
+  # their targets (with SOS and EOS) too.
+  assert results['compilations'] == {'train_step': 1, 'decode': 1, 'loss': 1}
   history = records.read_metrics(workdir)
   assert len(history) == 10 and history[-1]['train_loss'] < history[0]['train_loss']
   for name in ('vocab.json', 'test_translations.tsv', 'val_error_rate.png', 'train_loss.png',
@@ -185,3 +186,54 @@ def test_translate_without_vocabulary_is_a_clear_error(reverse_run, tmp_path):
   records.write_json(str(tmp_path / 'w' / 'config.json'), config.to_dict())
   with pytest.raises(UserError, match='no vocabulary file .*vocab.json'):
     translate.translate_cli(config, str(tmp_path / 'w'), ['abc'])
+
+
+class Stop(Exception):
+  pass
+
+
+def test_grid_sweep_over_seeds_gives_mean_and_std_and_resumes(tmp_path, monkeypatch):
+  from hw2 import sweeps  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(1)
+  for name, n in (('train', 300), ('val', 50), ('test', 50)):
+    write_tsv(tmp_path / f'{name}.tsv', reverse_pairs(rng, n))
+  config = make_config(tmp_path, **{'num_epochs': 2, 'model.hidden_size': 16,
+                                    'model.use_attention': True, 'num_attention_plots': 0})
+  workdir = str(tmp_path / 'grid')
+  specs = ['learning_rate=1e-3,3e-3', 'seed=1,2']
+  members = ['learning_rate=1e-3,seed=1', 'learning_rate=1e-3,seed=2',
+             'learning_rate=3e-3,seed=1', 'learning_rate=3e-3,seed=2']
+  real_train, finished = train.train_and_evaluate, []
+
+  def killed_after_two(run_config, run_dir):
+    results = real_train(run_config, run_dir)
+    finished.append(os.path.basename(run_dir))
+    if len(finished) == 2:
+      raise Stop
+    return results
+  monkeypatch.setattr(train, 'train_and_evaluate', killed_after_two)
+  with pytest.raises(Stop):
+    sweeps.run_sweep(config, workdir, specs)
+  monkeypatch.undo()
+  assert finished == members[:2]
+  stamps = {m: os.stat(os.path.join(workdir, m, 'metrics.jsonl')).st_mtime_ns for m in members[:2]}
+  rows = sweeps.run_sweep(config, workdir, specs)
+  for member in members[:2]:  # Not retrained: their records were not rewritten.
+    assert os.stat(os.path.join(workdir, member, 'metrics.jsonl')).st_mtime_ns == stamps[member]
+  assert [r['value'] for r in rows] == members
+  for row, member in zip(rows, members):
+    assert records.read_json(os.path.join(workdir, member, 'config.json'))['seed'] == int(
+        member[-1])
+  summary = records.read_json(os.path.join(workdir, 'sweep.json'))
+  groups = summary['seed_groups']
+  assert [g['setting'] for g in groups] == ['learning_rate=1e-3', 'learning_rate=3e-3']
+  for group, runs in zip(groups, (rows[:2], rows[2:])):
+    errors = [r['test_error_rate'] for r in runs]
+    assert group['test_error_rate']['mean'] == pytest.approx(np.mean(errors))
+    assert group['test_error_rate']['std'] == pytest.approx(np.std(errors, ddof=1))
+    assert group['seeds'] == ['1', '2']
+  best = min(groups, key=lambda g: g['best_val']['mean'])
+  assert [g['is_best'] for g in groups] == [g is best for g in groups]
+  table = open(os.path.join(workdir, 'sweep.md'), encoding='utf-8').read()
+  assert 'Mean +- sample standard deviation over the seeds' in table
+  assert f"| learning_rate=1e-3 | 1,2 | {groups[0]['best_val']['mean']:.4f} +- " in table

@@ -152,14 +152,31 @@ def test_full_disk_while_saving_a_checkpoint(cnn_config, tmp_path, reference_run
 
 def test_a_field_added_later_at_its_default_is_the_same_experiment(monkeypatch):
   saved = {'task': 'classification', 'learning_rate': 0.001, 'decode': {'beam_size': 1}}
-  current = {**saved, 'label_smoothing': 0.0}
-  assert workdirs.config_differences(saved, current) == ['label_smoothing']
-  monkeypatch.setitem(workdirs.ADDED_FIELDS, 'label_smoothing', 0.0)
+  current = {**saved, 'new_option': 0.0}
+  assert workdirs.config_differences(saved, current) == ['new_option']
+  monkeypatch.setitem(workdirs.ADDED_FIELDS, 'new_option', 0.0)
   assert workdirs.config_differences(saved, current) == []
-  assert workdirs.config_differences(saved, {**saved, 'label_smoothing': 0.1}) == ['label_smoothing']
+  assert workdirs.config_differences(saved, {**saved, 'new_option': 0.1}) == ['new_option']
   # Runtime fields may change; tuples and lists (as JSON stores them) are the same value.
   assert workdirs.config_differences({**saved, 'sizes': [1, 2]},
                                      {**saved, 'sizes': (1, 2), 'decode': {'beam_size': 8}}) == []
+
+
+@pytest.mark.parametrize('config_module', ['cnn', 'seq2seq'])
+def test_a_workdir_written_before_the_training_options_is_the_same_experiment(config_module,
+                                                                              tmp_path):
+  # The training options' fields at their defaults equal a config that never had them.
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{config_module}').get_config()
+  from configs import training  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  options = training.add_training_options(ml_collections.ConfigDict())
+  old = {k: v for k, v in config.to_dict().items() if k not in options and k != 'num_samples'}
+  assert set(config.to_dict()) - set(old) <= set(workdirs.ADDED_FIELDS)
+  assert workdirs.config_differences(old, config) == []
+  records.write_json(str(tmp_path / 'config.json'), old)
+  restored = workdirs.config_for_evaluation(str(tmp_path), config)
+  assert restored.to_dict() == workdirs.as_json(config)
 
 
 def test_atomic_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):

@@ -1,9 +1,10 @@
 """Flax Linen models, used through pure `init` / `apply`.
 
-Each model has a definition written with Flax's layers (cnn.py, seq2seq.py) and may have a CPU
-implementation of the same function with the same parameters in fast/. `build` is the one place
-that reads `config.model`: its `impl` picks the implementation ('auto': fast on CPU, where it
-pays, and the reference on GPU/TPU), and its other fields reach the model's constructor as keyword
+Each model has a definition written with Flax's layers (cnn.py, seq2seq.py, transformer.py) and
+may have a CPU implementation of the same function with the same parameters in fast/. `build` is
+the one place that reads `config.model`: its `architecture` (translation: 'lstm' or
+'transformer') picks the model, its `impl` the implementation ('auto': fast on CPU where fast/ has
+one, else the reference), and its other fields reach the model's constructor as keyword
 arguments.
 """
 import importlib
@@ -13,7 +14,11 @@ import numpy as np
 
 IMPLS = ('auto', 'reference', 'fast')
 # Model name -> (module under hw2/models and hw2/models/fast, class name).
-MODELS = {'cnn': ('cnn', 'CNN'), 'seq2seq': ('seq2seq', 'Seq2Seq')}
+MODELS = {'cnn': ('cnn', 'CNN'), 'seq2seq': ('seq2seq', 'Seq2Seq'),
+          'transformer': ('transformer', 'Transformer')}
+HAS_FAST = ('cnn', 'seq2seq')  # Models with an implementation in fast/.
+# config.model.architecture of the translation task -> model name.
+ARCHITECTURES = {'lstm': 'seq2seq', 'transformer': 'transformer'}
 
 
 def resolve_impl(impl):
@@ -25,13 +30,14 @@ def resolve_impl(impl):
 
 
 def build(name, model_config, **kwargs):
-  """The model `name` ('cnn' or 'seq2seq') in the implementation config.model.impl chooses, built
+  """The model `name` (a key of MODELS) in the implementation config.model.impl chooses, built
   with config.model's other fields and `kwargs` (sizes that come from the data) as keyword
   arguments."""
   module_name, class_name = MODELS[name]
-  package = 'hw2.models.fast' if resolve_impl(model_config.impl) == 'fast' else 'hw2.models'
+  fast = name in HAS_FAST and resolve_impl(model_config.impl) == 'fast'
+  package = 'hw2.models.fast' if fast else 'hw2.models'
   model_class = getattr(importlib.import_module(f'{package}.{module_name}'), class_name)
-  settings = {k: v for k, v in model_config.items() if k != 'impl'}
+  settings = {k: v for k, v in model_config.items() if k not in ('impl', 'architecture')}
   return model_class(**settings, **kwargs)
 
 

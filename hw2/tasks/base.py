@@ -53,8 +53,9 @@ class Task(abc.ABC):
     """{name: number of XLA compilations} of the task's jitted evaluation functions."""
     return {}
 
-  def samples(self, params):
-    """Text logged after each epoch (e.g. validation translations, markdown); '' for none."""
+  def samples(self):
+    """Text logged after each epoch (markdown), from the evaluation of the validation split just
+    made (e.g. a few of its translations); '' for none."""
     return ''
 
   def write_outputs(self, params, results):

@@ -92,8 +92,11 @@ class Translation(base.Task):
     else:
       self.source_vocab, self.target_vocab = text.load_vocabularies(
           os.path.join(workdir, VOCAB_FILE))
-    self.model = models.build('seq2seq', config.model, source_vocab_size=self.source_vocab.size,
-                              target_vocab_size=self.target_vocab.size)
+    name = models.ARCHITECTURES[config.model.architecture]
+    # The Transformer's decode cache holds as many positions as decoding may generate.
+    cache = {'max_decode_length': config.decode.max_length} if name == 'transformer' else {}
+    self.model = models.build(name, config.model, source_vocab_size=self.source_vocab.size,
+                              target_vocab_size=self.target_vocab.size, **cache)
     self.max_source_length = config.decode.max_source_length
     self._decode = parallel.jit_batched(
         make_decode_fn(self.model, config.decode.beam_size, config.decode.max_length,
@@ -106,6 +109,7 @@ class Translation(base.Task):
     self._sentence_losses = parallel.jit_batched(
         functools.partial(sentence_cross_entropy, self.model), batch_argnums=(1, 2, 3))
     self._loss_arrays = {}  # split -> its id arrays for the validation loss, encoded once.
+    self._predictions = {}  # split -> the translations of its last evaluation.
 
   def _path(self, field):
     if not self.config.data_dir:
@@ -225,6 +229,7 @@ class Translation(base.Task):
   def evaluate(self, params, split):
     sources, references = zip(*self.splits[split])
     predictions = [h[0][0] for h in self.translate(params, list(sources))]
+    self._predictions[split] = predictions
     loss = self.teacher_forced_loss(params, split)
     return {'error_rate': metrics.error_rate(references, predictions),
             'exact_match': metrics.exact_match(references, predictions),
@@ -232,14 +237,13 @@ class Translation(base.Task):
             'bleu': metrics.corpus_bleu(references, predictions),
             'loss': loss, 'perplexity': float(np.exp(loss))}
 
-  def samples(self, params):
+  def samples(self):
     """The first config.num_samples validation pairs and their translations, as a markdown
     table."""
     pairs = self.splits['validation'][:self.config.num_samples]
-    if not pairs:
+    if not pairs or 'validation' not in self._predictions:
       return ''
-    predictions = [h[0][0] for h in self.translate(params, [s for s, _ in pairs])]
-    rows = [f'| {s} | {r} | {p} |' for (s, r), p in zip(pairs, predictions)]
+    rows = [f'| {s} | {r} | {p} |' for (s, r), p in zip(pairs, self._predictions['validation'])]
     return '\n'.join(['| source | reference | translation |', '|---|---|---|', *rows])
 
   def attention_weights(self, params, source, prediction):
@@ -272,7 +276,7 @@ class Translation(base.Task):
         for s, r, p in zip(sources, references, predictions)]
     records.write_atomic(os.path.join(self.workdir, 'test_translations.tsv'),
                          '\n'.join(lines) + '\n')
-    if not self.config.model.use_attention:
+    if not self.config.model.get('use_attention', True):  # The Transformer always attends.
       return
     for i in range(self.config.num_attention_plots):
       weights = self.attention_weights(params, sources[i], predictions[i])

@@ -1,0 +1,27 @@
+"""A character-level Transformer translator on the homework's data, beside the LSTM ones
+(hw2/models/transformer.py): the data, decoding and report settings of configs/seq2seq.py.
+
+  python main.py --config configs/transformer.py --workdir runs/transformer
+  python main.py --config configs/transformer.py --workdir runs/transformer --mode eval \
+      --config.decode.beam_size=8
+"""
+import ml_collections
+
+from configs import seq2seq
+
+
+def get_config():
+  config = seq2seq.get_config()
+  config.model = ml_collections.ConfigDict()
+  config.model.impl = 'auto'  # One implementation (the reference) on every platform.
+  config.model.architecture = 'transformer'
+  config.model.hidden_size = 96  # Model width (embeddings, attention, residual stream).
+  config.model.num_layers = 2  # Encoder layers, and as many decoder layers.
+  config.model.num_heads = 4
+  config.model.ff_size = 192
+  config.model.dropout_rate = 0.1
+  config.learning_rate = 1e-3
+  config.schedule = 'rsqrt'
+  config.warmup_steps = 1000
+  config.grad_clip_norm = 1.0
+  return config
