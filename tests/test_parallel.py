@@ -90,9 +90,20 @@ def s2s_args(tmp_path_factory):
           '--config.eval_batch_size=32', '--config.num_attention_plots=1']
 
 
-def test_translation_on_4_devices_equals_1_device_and_translates_on_1(s2s_args, tmp_path):
-  one = trained(s2s_args, tmp_path / 'devices_1', devices=1)
-  four = trained(s2s_args, tmp_path / 'devices_4', devices=4)
+def transformer_args(s2s_args):
+  """s2s_args for a small Transformer (configs/transformer.py)."""
+  args = ['configs/transformer.py' if a == 'configs/seq2seq_attention.py' else a
+          for a in s2s_args if not a.startswith('--config.model.')]
+  return [*args, '--config.model.hidden_size=32', '--config.model.num_layers=1',
+          '--config.model.ff_size=64', '--config.warmup_steps=10']
+
+
+@pytest.mark.parametrize('architecture', ['lstm', 'transformer'])
+def test_translation_on_4_devices_equals_1_device_and_translates_on_1(s2s_args, tmp_path,
+                                                                      architecture):
+  args = s2s_args if architecture == 'lstm' else transformer_args(s2s_args)
+  one = trained(args, tmp_path / 'devices_1', devices=1)
+  four = trained(args, tmp_path / 'devices_4', devices=4)
   assert_same_numbers(four, one, 'error_rate')
   # The 4-device checkpoint translates on 1 device exactly as the 1-device one does.
   texts = ['--text', 'tengo hambre .', '--text', 'vine por ustedes .']
