@@ -66,12 +66,14 @@ def run(config, workdir, mode, sweep, texts, cluster=None):
 
 
 def _dispatch(config, workdir, mode, sweep, texts):
-  from hw2 import homework, report, sweeps, theory, train, translate  # pylint: disable=g-import-not-at-top
+  from hw2 import beyond, homework, report, sweeps, theory, train, translate  # pylint: disable=g-import-not-at-top
   if config.task == 'homework':
     return report.write_report(workdir) if mode == 'report' else homework.run(config, workdir)
+  if config.task == 'beyond':
+    return beyond.write_report(workdir) if mode == 'report' else beyond.run(config, workdir)
   if mode == 'report':
-    raise UserError('--mode report rebuilds the report of configs/homework.py; this config has '
-                    f'task {config.task!r}')
+    raise UserError('--mode report rebuilds the report of configs/homework.py or '
+                    f'configs/beyond.py; this config has task {config.task!r}')
   if config.task == 'theory':
     return theory.write_report(config, workdir)
   if sweep:

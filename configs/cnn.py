@@ -12,10 +12,16 @@ dataset-fashion-mnist package), or train on the KMNIST test images that ship in 
   python main.py --config configs/cnn.py --workdir runs/kmnist_small \
       --config.data_dir=data/kmnist --config.split_test_images=2000 --config.validation_size=1000
 """
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
 from configs import training
+
+# The KMNIST test images shipped with the repository (data/README.md); found from any directory.
+KMNIST_TEST_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               'data', 'kmnist')
 
 
 def get_config():

@@ -11,13 +11,12 @@ WORKDIR/report.md                  the report, with its figures in WORKDIR/figur
 Every part resumes: a rerun after an interruption continues the run it stopped in (from its last
 checkpoint) and retrains nothing that finished; finished beam-table rows are kept.
 """
-import json
 import os
-import time
 
 from absl import logging
 
 from hw2 import parallel
+from hw2 import parts
 from hw2 import records
 from hw2 import report
 from hw2 import sweeps
@@ -27,7 +26,6 @@ from hw2 import translate
 from hw2 import validation
 from hw2 import workdir as workdirs
 
-PARTS_FILE = 'parts.json'
 BEAM_FILE = os.path.join('beam', 'beam.json')
 TRANSLATION_MODELS = (('no_attention', False), ('attention', True))
 
@@ -63,21 +61,10 @@ def beam_rows(config):
           for alpha in config.length_penalties if k > 1 or alpha == config.length_penalties[0]]
 
 
-def _read_or_redo(path, kind):
-  """The JSON of a homework record file, or None when it is missing or damaged (it is redone)."""
-  if not os.path.exists(path):
-    return None
-  try:
-    return records.read_json(path, kind)
-  except records.DamagedFile as e:
-    logging.warning('%s; what it recorded is redone', e)
-    return None
-
-
 def run_beam(config, workdir):
   path = os.path.join(workdir, BEAM_FILE)
   done = {(r['model'], r['beam_size'], r['length_penalty']): r
-          for r in _read_or_redo(path, list) or []}
+          for r in parts.read_or_redo(path, list) or []}
   rows = []
   for name, k, alpha in beam_rows(config):
     row = done.get((name, k, alpha))
@@ -95,36 +82,12 @@ PARTS = (('theory', run_theory, ('theory',)),
          ('beam', run_beam, ('translation', 'beam_sizes', 'length_penalties')))
 
 
-def _settings(config, fields):
-  """The config fields a part depends on, as JSON would store them."""
-  return json.loads(json.dumps({f: config[f].to_dict() if hasattr(config[f], 'to_dict')
-                                else config[f] for f in fields}))
-
-
 def run(config, workdir):
-  """Runs the parts not finished with these settings, then writes the report; returns its path.
-
-  WORKDIR/parts.json records for each finished part the settings it ran with and its wall time
-  (summed over the invocations that worked on it); a part whose settings changed runs again,
-  resuming its runs (more epochs, more beam sizes, ...).
-  """
+  """Runs the parts not finished with these settings (hw2/parts.py), then writes the report;
+  returns its path."""
   validation.validate(config)
   for part in ('cnn', 'translation'):
     parallel.check_batch_sizes(config[part])
   with workdirs.writer(workdir):
-    records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
-    parts_path = os.path.join(workdir, PARTS_FILE)
-    parts = _read_or_redo(parts_path, dict) or {}
-    for name, run_part, fields in PARTS:
-      settings = _settings(config, fields)
-      previous = parts.get(name, {})
-      if previous.get('settings') == settings:
-        logging.info('homework: %s finished earlier (%.0f s); skipped', name, previous['seconds'])
-        continue
-      logging.info('homework: %s', name)
-      start = time.time()
-      run_part(config, workdir)
-      parts[name] = {'settings': settings,
-                     'seconds': round(previous.get('seconds', 0.0) + time.time() - start, 1)}
-      records.write_json(parts_path, parts)
+    parts.run_parts(config, workdir, PARTS)
     return report.write_report(workdir)

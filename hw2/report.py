@@ -27,19 +27,21 @@ HOMEWORK_TRANSLATION_ERROR = {'no_attention': 0.5002, 'attention': 0.3808}
 MODEL_NAMES = {'no_attention': 'no attention', 'attention': 'bilinear attention'}
 
 
-def _read(workdir, *path, kind=dict):
+def read(workdir, *path, kind=dict):
+  """A JSON record of an experiment made of parts (configs/homework.py, configs/beyond.py);
+  UserError if it is missing or damaged."""
   full = os.path.join(workdir, *path)
   if not os.path.exists(full):
-    raise UserError(f'{full} is missing: run the homework first (python main.py --config '
-                    f'configs/homework.py --workdir {workdir})')
+    raise UserError(f'{full} is missing: run the experiment first (the same command without '
+                    '--mode report)')
   try:
     return records.read_json(full, kind)
   except records.DamagedFile as e:
-    raise UserError(f'{e}: rerun the homework (python main.py --config configs/homework.py '
-                    f'--workdir {workdir}), which redoes what it cannot read') from None
+    raise UserError(f'{e}: rerun the experiment (the same command without --mode report), '
+                    'which redoes what it cannot read') from None
 
 
-def _table(header, rows):
+def table(header, rows):
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
   return '\n'.join(lines)
@@ -49,20 +51,19 @@ def _count(n, noun):
   return f'{n} {noun}' + ('' if n == 1 else 's')
 
 
-def _minutes(seconds):
+def minutes(seconds):
   return f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
 
 
-def _overrides(config):
-  """--config flags that turn configs/homework.py's defaults into `config`."""
-  from configs import homework  # pylint: disable=g-import-not-at-top
+def overrides(config, default):
+  """--config flags that turn the config `default` (configs/homework.py's) into `config`."""
   def flat(d, prefix=''):
     out = {}
     for k, v in d.items():
       out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
     return out
   as_json = lambda c: json.loads(json.dumps(c.to_dict()))  # Tuples and lists alike.
-  default, current = flat(as_json(homework.get_config())), flat(as_json(config))
+  default, current = flat(as_json(default)), flat(as_json(config))
   flags = []
   for key in sorted(current):
     value = current[key]
@@ -81,7 +82,7 @@ def _shown(path):
   return os.path.relpath(absolute, root) if absolute.startswith(root + os.sep) else path
 
 
-def _copy_figure(workdir, source, name):
+def copy_figure(workdir, source, name):
   """Copies a PNG of a part into WORKDIR/figures/; returns its link relative to the report."""
   if not os.path.exists(source):
     return None
@@ -101,11 +102,12 @@ def _cnn_data(config):
 def write_report(workdir):
   """Writes WORKDIR/report.md and WORKDIR/figures/*.png from the finished parts; returns the
   report's path."""
-  config = ml_collections.ConfigDict(_read(workdir, records.CONFIG_FILE))
+  from configs import homework  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(read(workdir, records.CONFIG_FILE))
   if config.get('task') != 'homework':
     raise UserError(f'--mode report needs the workdir of a configs/homework.py run; {workdir} '
                     f'holds a {config.get("task")!r} run')
-  parts = _read(workdir, 'parts.json')
+  parts = read(workdir, 'parts.json')
   missing = [p for p in PARTS if p not in parts]
   if missing:
     raise UserError(f'{workdir} has not finished {", ".join(missing)}: rerun the homework '
@@ -115,16 +117,16 @@ def write_report(workdir):
     return path
   os.makedirs(os.path.join(workdir, FIGURES), exist_ok=True)
   command = ' '.join(['python main.py --config configs/homework.py --workdir', workdir,
-                      *_overrides(config)])
+                      *overrides(config, homework.get_config())])
   sections = [
       '# Homework 2, reproduced with hw2',
       f'Everything below comes from one command:\n\n```\n{command}\n```\n\n'
       'and `--mode report` added to it rebuilds this file from the finished runs. Each part is '
       'in its own subfolder of the workdir. Numbers in the "homework" columns are those of the '
       'homework report.',
-      _table(['part', 'wall time'],
-             [[name, _minutes(parts[name]['seconds'])] for name in PARTS] +
-             [['**all**', _minutes(sum(p['seconds'] for p in parts.values()))]]),
+      table(['part', 'wall time'],
+             [[name, minutes(parts[name]['seconds'])] for name in PARTS] +
+             [['**all**', minutes(sum(p['seconds'] for p in parts.values()))]]),
       _theory_section(workdir),
       _cnn_section(workdir, config),
       _translation_section(workdir, config),
@@ -135,8 +137,8 @@ def write_report(workdir):
 
 
 def _theory_section(workdir):
-  checks = _read(workdir, 'theory', 'theory.json')
-  conv = _table(['input', 'filter', 'stride', 'padding', 'A shape', 'max abs error (dense A)',
+  checks = read(workdir, 'theory', 'theory.json')
+  conv = table(['input', 'filter', 'stride', 'padding', 'A shape', 'max abs error (dense A)',
                  'max abs error (sparse A)', 'non-zeros'],
                 [[r['input'], r['filter'], r['stride'], r['padding'],
                   'x'.join(map(str, r['A_shape'])), f"{r['dense_max_abs_error']:.1e}",
@@ -150,14 +152,14 @@ def _theory_section(workdir):
     homework_fc = h * w * pooled + 3 * pooled  # Eq. (12): HW x H''W'', then the classes.
     count_rows.append([r['input'], r['filter'], r['conv_formula'], r['conv_module'],
                        r['fc_formula'], r['fc_module'], homework_fc])
-  counts = _table(['input', 'filter', 'conv net (formula)', 'conv net (Flax module)',
+  counts = table(['input', 'filter', 'conv net (formula)', 'conv net (Flax module)',
                    "fully connected, HW x H'W' (formula)", 'fully connected (Flax module)',
                    "homework eq. (12), HW x H''W''"], count_rows)
-  attention = _table(['input', 'max abs error of P', 'max abs error of Z',
+  attention = table(['input', 'max abs error of P', 'max abs error of Z',
                       'max row-sum error of P'],
                      [[r['input'], f"{r['P_max_abs_error']:.1e}", f"{r['Z_max_abs_error']:.1e}",
                        f"{r['max_row_sum_error']:.1e}"] for r in checks['self_attention']])
-  sparsity = _copy_figure(workdir, os.path.join(workdir, 'theory', 'conv_matrix_sparsity.png'),
+  sparsity = copy_figure(workdir, os.path.join(workdir, 'theory', 'conv_matrix_sparsity.png'),
                           'conv_matrix_sparsity.png')
   return '\n\n'.join([
       '## Question 1: theory, checked numerically',
@@ -182,17 +184,17 @@ def _theory_section(workdir):
 
 
 def _cnn_section(workdir, config):
-  sweep = _read(workdir, 'cnn', 'sweep.json')
+  sweep = read(workdir, 'cnn', 'sweep.json')
   rows, train_loss, val_accuracy = [], {}, {}
   for learning_rate, run in zip(config.learning_rates, sweep['runs']):
-    results = _read(run['workdir'], records.RESULTS_FILE)
+    results = read(run['workdir'], records.RESULTS_FILE)
     history = records.read_metrics(run['workdir'])
     homework = HOMEWORK_CNN_ACCURACY.get(learning_rate)
     rows.append([f'{learning_rate:g}' + (' (best)' if run['is_best'] else ''),
                  f"{results['test_accuracy'] * 100:.2f} %",
                  f'{homework * 100:.2f} %' if homework is not None else '-',
                  results['best_epoch'], f"{results['val_accuracy']:.4f}",
-                 f"{history[-1]['val_accuracy']:.4f}", _minutes(results['train_seconds'])])
+                 f"{history[-1]['val_accuracy']:.4f}", minutes(results['train_seconds'])])
     epochs = [r['epoch'] for r in history]
     train_loss[f'lr {learning_rate:g}'] = (epochs, [r['train_loss'] for r in history])
     val_accuracy[f'lr {learning_rate:g}'] = (epochs, [r['val_accuracy'] for r in history])
@@ -203,9 +205,9 @@ def _cnn_section(workdir, config):
                     os.path.join(figures, 'cnn_val_accuracy.png'),
                     'CNN validation accuracy per learning rate')
   best = next(r for r in sweep['runs'] if r['is_best'])
-  maps = _copy_figure(workdir, os.path.join(best['workdir'], 'activation_maps.png'),
+  maps = copy_figure(workdir, os.path.join(best['workdir'], 'activation_maps.png'),
                       'cnn_activation_maps.png')
-  sizes = _read(best['workdir'], records.RESULTS_FILE).get('examples', {})
+  sizes = read(best['workdir'], records.RESULTS_FILE).get('examples', {})
   cnn = config.cnn
   return '\n\n'.join([
       '## Question 2: CNN image classification',
@@ -220,7 +222,7 @@ def _cnn_section(workdir, config):
       + ('.' if cnn.dataset == 'kmnist' and not cnn.split_test_images and not cnn.data_dir else
          '; this run used the data above, so its numbers answer the same question on less or '
          'other data.'),
-      _table(['learning rate', 'test accuracy (measured)', 'test accuracy (homework)',
+      table(['learning rate', 'test accuracy (measured)', 'test accuracy (homework)',
               'best epoch', 'best validation accuracy', 'final validation accuracy',
               'training time'], rows),
       '![CNN training loss](figures/cnn_train_loss.png)\n'
@@ -233,12 +235,12 @@ def _translation_section(workdir, config):
   rows, train_loss, val_error = [], {}, {}
   for name, label in MODEL_NAMES.items():
     run = os.path.join(workdir, 'translation', name)
-    results = _read(run, records.RESULTS_FILE)
+    results = read(run, records.RESULTS_FILE)
     history = records.read_metrics(run)
     rows.append([label, f"{results['test_error_rate']:.4f}",
                  f'{HOMEWORK_TRANSLATION_ERROR[name]:.4f}', f"{results['test_exact_match']:.3f}",
                  f"{results['test_chrf']:.1f}", f"{results['test_bleu']:.1f}",
-                 results['best_epoch'], _minutes(results['train_seconds'])])
+                 results['best_epoch'], minutes(results['train_seconds'])])
     epochs = [r['epoch'] for r in history]
     train_loss[label] = (epochs, [r['train_loss'] for r in history])
     val_error[label] = (epochs, [r['val_error_rate'] for r in history])
@@ -249,11 +251,11 @@ def _translation_section(workdir, config):
   plots.plot_curves(val_error, 'validation error rate',
                     os.path.join(figures, 'translation_val_error_rate.png'),
                     'translation validation error rate')
-  heat_maps = [_copy_figure(workdir, os.path.join(workdir, 'translation', 'attention',
+  heat_maps = [copy_figure(workdir, os.path.join(workdir, 'translation', 'attention',
                                                   f'attention_{i}.png'), f'attention_{i}.png')
                for i in range(config.translation.num_attention_plots)]
   t = config.translation
-  sizes = _read(os.path.join(workdir, 'translation', 'attention'),
+  sizes = read(os.path.join(workdir, 'translation', 'attention'),
                 records.RESULTS_FILE).get('examples', {})
   return '\n\n'.join([
       '## Question 3: character-level Spanish to English translation',
@@ -264,7 +266,7 @@ def _translation_section(workdir, config):
       'greedy '
       'decoding. Error rate = mean Levenshtein(reference, prediction) / len(reference), the '
       "homework's selection metric; chrF and BLEU are sacrebleu's corpus scores (0-100).",
-      _table(['model', 'test error rate (measured)', 'test error rate (homework)',
+      table(['model', 'test error rate (measured)', 'test error rate (homework)',
               'exact match', 'chrF', 'BLEU', 'best epoch', 'training time'], rows),
       '![translation training loss](figures/translation_train_loss.png)\n'
       '![translation validation error rate](figures/translation_val_error_rate.png)',
@@ -274,10 +276,10 @@ def _translation_section(workdir, config):
 
 
 def _beam_section(workdir, config):
-  rows = _read(workdir, 'beam', 'beam.json', kind=list)
+  rows = read(workdir, 'beam', 'beam.json', kind=list)
   wanted = {(m, k, a) for m in MODEL_NAMES for k in config.beam_sizes
             for a in config.length_penalties}
-  table = _table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
+  table = table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
                   'chrF', 'BLEU'],
                  [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
                    f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",

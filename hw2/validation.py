@@ -22,7 +22,7 @@ SEED_MAX = 2**32 - 1  # jax.random.key and numpy's RandomState take 32-bit seeds
 
 # Names that a field may take, from the registries that use them.
 CHOICES = {
-    'task': (*TASKS, 'theory', 'homework'),
+    'task': (*TASKS, 'theory', 'homework', 'beyond'),
     'optimizer': optim.OPTIMIZERS,
     'schedule': optim.SCHEDULES,
     'dataset': tuple(images.DATASETS),
@@ -90,6 +90,8 @@ TASK_FIELDS = {
                'sparsity_case'),
     'homework': ('theory', 'cnn', 'translation', 'learning_rates', 'beam_sizes',
                  'length_penalties'),
+    'beyond': ('seeds', 'beam_size', 'length_penalty', 'translation', 'tuned', 'ablation',
+               'transformer', 'cnn', 'cnn_stabilised'),
 }
 # config.model of each translation architecture: exactly these fields (the constructor's).
 MODEL_FIELDS = {
@@ -123,6 +125,8 @@ RULES = {
     'target_column': _integer(0, 1000),
     'num_attention_plots': _integer(0, 100),
     'decode.beam_size': _integer(1, 1024),
+    'beam_size': _integer(1, 1024),
+    'length_penalty': _real(0),
     'decode.length_penalty': _real(0),
     'decode.max_length': _integer(1, MAX_DECODE_LENGTH),
     'decode.max_source_length': _integer(1, MAX_DECODE_LENGTH),
@@ -150,10 +154,18 @@ def _get(config, dotted):
   return True, node
 
 
-# configs/homework.py: its parts (each validated as a config of its own) and its lists.
-HOMEWORK_PARTS = ('theory', 'cnn', 'translation')
-HOMEWORK_LISTS = {'learning_rates': _real(0, low_open=True), 'beam_sizes': _integer(1, 1024),
-                  'length_penalties': _real(0)}
+# Experiments made of parts (configs/homework.py, configs/beyond.py): their nested configs (each
+# validated as a config of its own, with its task) and their lists (each value checked).
+PART_TASKS = {
+    'homework': {'theory': 'theory', 'cnn': 'classification', 'translation': 'translation'},
+    'beyond': {'translation': 'translation', 'tuned': 'translation',
+               'transformer': 'translation', 'cnn': 'classification'},
+}
+PART_LISTS = {
+    'homework': {'learning_rates': _real(0, low_open=True), 'beam_sizes': _integer(1, 1024),
+                 'length_penalties': _real(0)},
+    'beyond': {'seeds': _integer(0, SEED_MAX)},
+}
 
 
 def validate(config, prefix=''):
@@ -189,8 +201,10 @@ def validate(config, prefix=''):
     if isinstance(config.get(field), str) and config[field]:
       config[field] = os.path.abspath(os.path.expanduser(config[field]))
   _check_relations(config, prefix)
-  if config.get('task') == 'homework':
-    _check_homework(config)
+  if config.task in PART_TASKS:
+    _check_parts(config)
+  if config.task == 'beyond':
+    _check_beyond(config)
   return config
 
 
@@ -227,14 +241,12 @@ def _check_model_fields(model, prefix):
                       'implementation; use auto or reference')
 
 
-def _check_homework(config):
-  expected = {'theory': 'theory', 'cnn': 'classification', 'translation': 'translation'}
-  for part in HOMEWORK_PARTS:
-    if config[part].get('task') != expected[part]:
-      raise UserError(f'--config.{part}.task must be {expected[part]!r}, got '
-                      f'{config[part].get("task")!r}')
+def _check_parts(config):
+  for part, task in PART_TASKS[config.task].items():
+    if config[part].get('task') != task:
+      raise UserError(f'--config.{part}.task must be {task!r}, got {config[part].get("task")!r}')
     validate(config[part], prefix=f'{part}.')
-  for field, check in HOMEWORK_LISTS.items():
+  for field, check in PART_LISTS[config.task].items():
     values = config[field]
     if not isinstance(values, (tuple, list)) or not values:
       raise UserError(f'--config.{field}={values!r} must be a non-empty tuple, e.g. '
@@ -245,3 +257,15 @@ def _check_homework(config):
         raise UserError(f'--config.{field}={values!r} holds {value!r}: each must be {problem}')
     if len(set(values)) != len(values):
       raise UserError(f'--config.{field}={values!r} repeats a value')
+
+
+def _check_beyond(config):
+  """Each ablation group names fields of the translation configs; cnn_stabilised, of the CNN's."""
+  for group in config.ablation:
+    for field in str(group).split(','):
+      if not (_get(config.tuned, field)[0] and _get(config.translation, field)[0]):
+        raise UserError(f'--config.ablation={tuple(config.ablation)!r} names {field!r}, which '
+                        'is not a field of the translation configs')
+  for field in config.cnn_stabilised:
+    if field not in config.cnn:
+      raise UserError(f'--config.cnn_stabilised.{field} is not a field of the CNN config')

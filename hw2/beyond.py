@@ -1,0 +1,213 @@
+"""configs/beyond.py: the translator's training options one at a time, the Transformer, and the
+CNN at lr 1e-2, each over several seeds, then a report.
+
+WORKDIR/ablation/<row>/seed=<s>/      translation with attention: row 0 the homework's settings,
+                                      each next row one option group more, the last the tuned one
+WORKDIR/transformer/seed=<s>/         configs/transformer.py
+WORKDIR/beam.json                     beam-search test metrics of every translation run
+WORKDIR/cnn/{homework,stabilised}/seed=<s>/   the CNN at lr 1e-2, without and with warmup + clipping
+WORKDIR/report.md                     the report (docs/beyond/report.md is a full run's)
+
+Every part resumes like the homework's (hw2/parts.py); the seeds of a row are one sweep
+(hw2/sweeps.py), so an interrupted row retrains nothing finished.
+"""
+import os
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from hw2 import parallel
+from hw2 import parts
+from hw2 import records
+from hw2 import report
+from hw2 import sweeps
+from hw2 import translate
+from hw2 import validation
+from hw2 import workdir as workdirs
+from hw2.errors import UserError
+
+BEAM_FILE = 'beam.json'
+COLLAPSED_BELOW = 0.2  # Test accuracy of a CNN run that collapsed (chance is 0.1).
+
+
+def _seed_sweep(config):
+  return 'seed=' + ','.join(str(s) for s in config.seeds)
+
+
+def _set(config, dotted, value):
+  *parents, leaf = dotted.split('.')
+  for name in parents:
+    config = config[name]
+  config[leaf] = value
+
+
+def _get(config, dotted):
+  for name in dotted.split('.'):
+    config = config[name]
+  return config
+
+
+def ablation_rows(config):
+  """[(label, translation config), ...]: the homework's settings, then each group of
+  config.ablation set to the tuned translator's values, cumulatively; a last row with the tuned
+  config itself if the groups do not reach it."""
+  current = config.translation.copy_and_resolve_references()
+  rows = [('homework settings', current)]
+  for group in config.ablation:
+    current = current.copy_and_resolve_references()
+    changes = []
+    for field in group.split(','):
+      value = _get(config.tuned, field)
+      _set(current, field, value)
+      changes.append(f'{field}={value}')
+    rows.append(('+ ' + ', '.join(changes), current))
+  tuned = workdirs.as_json(config.tuned)
+  if workdirs.as_json(current) != tuned:
+    rows.append(('tuned (the rest of configs/seq2seq_tuned.py)', config.tuned))
+  return rows
+
+
+def translation_runs(config):
+  """[(label, sweep folder relative to the workdir, config), ...] of every translation row."""
+  runs = [(label, os.path.join('ablation', str(i)), row)
+          for i, (label, row) in enumerate(ablation_rows(config))]
+  return runs + [('Transformer (configs/transformer.py)', 'transformer', config.transformer)]
+
+
+def run_translation(config, workdir):
+  for _, folder, run_config in translation_runs(config):
+    sweeps.run_sweep(run_config, os.path.join(workdir, folder), _seed_sweep(config))
+
+
+def run_beam(config, workdir):
+  path = os.path.join(workdir, BEAM_FILE)
+  key = f'{config.beam_size}/{config.length_penalty}'
+  done = parts.read_or_redo(path, dict) or {}
+  for _, folder, _ in translation_runs(config):
+    for seed in config.seeds:
+      member = os.path.join(folder, f'seed={seed}')
+      if key not in done.get(member, {}):
+        metrics = translate.decoding_metrics(os.path.join(workdir, member), config.beam_size,
+                                             config.length_penalty)
+        done.setdefault(member, {})[key] = metrics
+        logging.info('beyond: beam %s of %s: %s', key, member, metrics)
+        records.write_json(path, done)  # After each run: an interruption keeps those done.
+
+
+def cnn_variants(config):
+  stabilised = config.cnn.copy_and_resolve_references()
+  stabilised.update(config.cnn_stabilised.to_dict())
+  return [('homework', config.cnn), ('stabilised', stabilised)]
+
+
+def run_cnn(config, workdir):
+  for name, cnn_config in cnn_variants(config):
+    sweeps.run_sweep(cnn_config, os.path.join(workdir, 'cnn', name), _seed_sweep(config))
+
+
+PARTS = (('translation', run_translation, ('translation', 'tuned', 'ablation', 'transformer',
+                                           'seeds')),
+         ('beam', run_beam, ('translation', 'tuned', 'ablation', 'transformer', 'seeds',
+                             'beam_size', 'length_penalty')),
+         ('cnn', run_cnn, ('cnn', 'cnn_stabilised', 'seeds')))
+
+
+def run(config, workdir):
+  """Runs the parts not finished with these settings, then writes the report; returns its path."""
+  validation.validate(config)
+  for part in ('translation', 'tuned', 'transformer', 'cnn'):
+    parallel.check_batch_sizes(config[part])
+  with workdirs.writer(workdir):
+    parts.run_parts(config, workdir, PARTS)
+    return write_report(workdir)
+
+
+# --- The report ---------------------------------------------------------------------------------
+
+def _stats(values, digits=4):
+  """'mean +- std' (sample std) of numbers, '-' for none, the value alone for one."""
+  values = [v for v in values if v is not None]
+  if not values:
+    return '-'
+  if len(values) == 1:
+    return f'{values[0]:.{digits}f}'
+  return f'{np.mean(values):.{digits}f} +- {np.std(values, ddof=1):.{digits}f}'
+
+
+def _parameters(member):
+  with open(os.path.join(member, 'parameters.txt'), encoding='utf-8') as f:
+    return f.read().split()[-1]
+
+
+def _translation_table(workdir, config):
+  beam = parts.read_or_redo(os.path.join(workdir, BEAM_FILE), dict) or {}
+  key = f'{config.beam_size}/{config.length_penalty}'
+  rows = []
+  for label, folder, run_config in translation_runs(config):
+    members = [os.path.join(folder, f'seed={s}') for s in config.seeds]
+    results = [report.read(workdir, m, records.RESULTS_FILE) for m in members]
+    beams = [beam.get(m, {}).get(key, {}) for m in members]
+    rows.append([
+        label, _parameters(os.path.join(workdir, members[0])), run_config.num_epochs,
+        report.minutes(np.mean([r['train_seconds'] for r in results])),
+        *(_stats([r[f'test_{k}'] for r in results]) for k in ('error_rate', 'chrf', 'bleu')),
+        *(_stats([b.get(k) for b in beams]) for k in ('error_rate', 'chrf', 'bleu'))])
+  k = config.beam_size
+  header = ['run', 'parameters', 'epochs', 'training time (mean)', 'error rate', 'chrF', 'BLEU',
+            f'error rate, beam {k}', f'chrF, beam {k}', f'BLEU, beam {k}']
+  return report.table(header, rows)
+
+
+def _cnn_table(workdir, config):
+  rows = []
+  for name, cnn_config in cnn_variants(config):
+    accuracies = [report.read(workdir, 'cnn', name, f'seed={s}', records.RESULTS_FILE)[
+        'test_accuracy'] for s in config.seeds]
+    collapsed = sum(a < COLLAPSED_BELOW for a in accuracies)
+    rows.append([name, cnn_config.warmup_steps, cnn_config.grad_clip_norm or 'none',
+                 ' / '.join(f'{a * 100:.2f}' for a in accuracies),
+                 _stats([a * 100 for a in accuracies], digits=2), f'{collapsed} of {len(accuracies)}'])
+  return report.table(['CNN', 'warmup steps', 'clipping', 'test accuracy per seed (%)',
+                       'mean +- std (%)', f'collapsed (< {COLLAPSED_BELOW * 100:.0f} %)'], rows)
+
+
+def write_report(workdir):
+  """WORKDIR/report.md from the finished parts; returns its path."""
+  from configs import beyond  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(report.read(workdir, records.CONFIG_FILE))
+  if config.get('task') != 'beyond':
+    raise UserError(f'--mode report with configs/beyond.py needs the workdir of a '
+                    f'configs/beyond.py run; {workdir} holds a {config.get("task")!r} run')
+  done = report.read(workdir, parts.PARTS_FILE)
+  missing = [name for name, _, _ in PARTS if name not in done]
+  if missing:
+    raise UserError(f'{workdir} has not finished {", ".join(missing)}: rerun it (it resumes) '
+                    'before --mode report')
+  path = os.path.join(workdir, 'report.md')
+  if not parallel.is_writer():
+    return path
+  command = ' '.join(['python main.py --config configs/beyond.py --workdir', workdir,
+                      *report.overrides(config, beyond.get_config())])
+  seeds = ', '.join(str(s) for s in config.seeds)
+  sections = [
+      '# Beyond the homework',
+      f'Everything below comes from one command:\n\n```\n{command}\n```\n\n'
+      f'Each number is the mean +- sample standard deviation over seeds {seeds} of the test '
+      'split, each run evaluated at its best epoch by the validation metric. The homework '
+      'report is [../homework/report.md](../homework/report.md).',
+      report.table(['part', 'wall time'],
+                   [[name, report.minutes(done[name]['seconds'])] for name, _, _ in PARTS]),
+      '## Translation: one training option at a time, and a Transformer',
+      'Character-level Spanish to English on the homework\'s data, greedy decoding and beam '
+      f'search (beam {config.beam_size}, length penalty {config.length_penalty}); the first '
+      'row is the homework\'s translator with attention at its settings.',
+      _translation_table(workdir, config),
+      '## The CNN at learning rate 1e-2',
+      'The homework\'s run at this rate collapsed to 10 % test accuracy. Here: '
+      f'{config.cnn.dataset} ({config.cnn.num_epochs} epochs), as the homework trained, and with '
+      'a linear warmup and gradient clipping.',
+      _cnn_table(workdir, config),
+  ]
+  records.write_atomic(path, '\n\n'.join(sections) + '\n')
+  return path
