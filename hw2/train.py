@@ -328,6 +328,9 @@ def _repair_metrics(workdir, history):
   except records.DamagedFile as e:
     logging.warning('%s; rewritten from the checkpoint\'s history', e)
     on_disk = None
+  if on_disk is not None and on_disk[:len(history)] != history:  # Lost or changed records.
+    logging.warning('%s does not hold the %d epochs of the checkpoint\'s history; rewritten '
+                    'from it', os.path.join(workdir, records.METRICS_FILE), len(history))
   if on_disk != history:
     records.write_metrics(workdir, history)
 
