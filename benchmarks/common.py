@@ -54,12 +54,18 @@ def cnn_task(data_dir, batch_size, examples, impl='auto'):
   return config, tasks.build(config, '/tmp/hw2_benchmark_cnn', 'train')
 
 
-def s2s_task(data_dir, beam_size=1, use_attention=True, impl='auto'):
-  """(config, task) of the homework translation model (implementation `impl`) on `data_dir`."""
+def s2s_task(data_dir, beam_size=1, use_attention=True, impl='auto', architecture='lstm'):
+  """(config, task) of the homework translation model (implementation `impl`) on `data_dir`, or
+  with architecture 'transformer' of configs/transformer.py."""
   from configs import seq2seq  # pylint: disable=g-import-not-at-top
+  from configs import transformer  # pylint: disable=g-import-not-at-top
   from hw2 import tasks  # pylint: disable=g-import-not-at-top
-  config = seq2seq.get_config()
-  config.data_dir, config.model.use_attention = data_dir, use_attention
+  if architecture == 'transformer':
+    config = transformer.get_config()
+  else:
+    config = seq2seq.get_config()
+    config.model.use_attention = use_attention
+  config.data_dir = data_dir
   config.decode.beam_size = beam_size
   config.model.impl = impl
   return config, tasks.build(config, '/tmp/hw2_benchmark_s2s', 'train')
