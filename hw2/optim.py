@@ -108,10 +108,11 @@ def plateau_scale(config, history, metric, mode):
 
 
 def with_plateau_scale(opt_state, scale):
-  """opt_state with the plateau factor set to `scale` (a no-op without the plateau schedule)."""
+  """opt_state with the plateau factor set to `scale`, a float32 scalar array placed as the
+  state is (a no-op without the plateau schedule)."""
   if optax.tree_utils.tree_get(opt_state, 'step_size') is None:
     return opt_state
-  return optax.tree_utils.tree_set(opt_state, step_size=jnp.asarray(scale, jnp.float32))
+  return optax.tree_utils.tree_set(opt_state, step_size=scale)
 
 
 def applied_rate(config, steps_per_epoch, step, scale=1.0):

@@ -247,7 +247,8 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
     if stopped_early(config, tracker.history, best_epoch):
       break
     scale = optim.plateau_scale(config, tracker.history, metric, mode)
-    state = state.replace(opt_state=optim.with_plateau_scale(state.opt_state, scale))
+    state = state.replace(opt_state=optim.with_plateau_scale(
+        state.opt_state, parallel.put_replicated(np.float32(scale))))
     rate_at = lambda step, scale=scale: optim.applied_rate(config, steps_per_epoch, step, scale)
     batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
     state, train_loss, train_seconds = _train_epoch(multi_step, state, data, batch_indices,

@@ -194,7 +194,7 @@ def test_plateau_scale_reaches_the_optimizer(cnn_config):
   cnn_config.update(schedule='plateau', optimizer='sgd', learning_rate=1.0)
   tx = optim.make_optimizer(cnn_config, STEPS)
   params = {'w': jnp.ones(2)}
-  state = optim.with_plateau_scale(tx.init(params), 0.25)
+  state = optim.with_plateau_scale(tx.init(params), jnp.float32(0.25))
   update, _ = tx.update({'w': jnp.array([1.0, 2.0])}, state, params)
   np.testing.assert_allclose(update['w'], [-0.25, -0.5])
 
