@@ -15,11 +15,13 @@ def get_config():
   config.model = ml_collections.ConfigDict()
   config.model.impl = 'auto'  # One implementation (the reference) on every platform.
   config.model.architecture = 'transformer'
-  config.model.hidden_size = 96  # Model width (embeddings, attention, residual stream).
+  # 266,274 parameters on the homework's data, against 288,418 of the LSTM translator with
+  # attention (configs/seq2seq_attention.py).
+  config.model.hidden_size = 80  # Model width (embeddings, attention, residual stream).
   config.model.num_layers = 2  # Encoder layers, and as many decoder layers.
   config.model.num_heads = 4
-  config.model.ff_size = 192
-  config.model.dropout_rate = 0.1
+  config.model.ff_size = 160
+  config.model.dropout_rate = 0.2
   config.learning_rate = 1e-3
   config.schedule = 'rsqrt'
   config.warmup_steps = 1000
