@@ -279,12 +279,13 @@ def _beam_section(workdir, config):
   rows = read(workdir, 'beam', 'beam.json', kind=list)
   wanted = {(m, k, a) for m in MODEL_NAMES for k in config.beam_sizes
             for a in config.length_penalties}
-  table = table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
-                  'chrF', 'BLEU'],
-                 [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
-                   f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
-                   f"{r['bleu']:.1f}"]
-                  for r in rows if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
+  beam_table = table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
+                       'chrF', 'BLEU'],
+                      [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
+                        f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
+                        f"{r['bleu']:.1f}"]
+                       for r in rows
+                       if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
   best = {m: min((r for r in rows if r['model'] == m), key=lambda r: r['error_rate'])
           for m in MODEL_NAMES}
   greedy = {m: next(r for r in rows if r['model'] == m and r['beam_size'] == 1)
@@ -297,4 +298,4 @@ def _beam_section(workdir, config):
       '## Question 3 (c): beam search',
       'Test set, each model\'s best checkpoint; beam size 1 is greedy decoding; the length '
       'penalty is GNMT\'s alpha. The homework report gives no beam table to compare with. '
-      f'Best error rate per model: {summary}.', table])
+      f'Best error rate per model: {summary}.', beam_table])

@@ -124,7 +124,7 @@ def test_choices_match_the_registries():
   from hw2.data import images, text
   assert set(validation.CHOICES['dataset']) == set(images.DATASETS)
   assert set(validation.CHOICES['normalize']) == set(text.NORMALIZERS)
-  assert set(validation.CHOICES['task']) == set(tasks.TASKS) | {'theory', 'homework'}
+  assert set(validation.CHOICES['task']) == set(tasks.TASKS) | {'theory', 'homework', 'beyond'}
 
 
 # --- Property: validation accepts a value or raises UserError, and what it accepts builds. ------
