@@ -1,9 +1,11 @@
 """The translation task end to end on small files the tests write: learning, decoding, restore,
 --mode translate, non-Latin scripts and bad input."""
+import glob
 import os
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_file_loader
 
 from configs import seq2seq
 from hw2 import records
@@ -66,6 +68,25 @@ def test_learns_to_reverse_strings(reverse_run):
   for name in ('vocab.json', 'test_translations.tsv', 'val_error_rate.png', 'train_loss.png',
                'attention_0.png', 'attention_1.png'):
     assert os.path.exists(os.path.join(workdir, name)), name
+
+
+def test_each_epoch_records_validation_loss_and_sends_sample_translations(reverse_run):
+  config, workdir, _ = reverse_run
+  history = records.read_metrics(workdir)
+  for record in history:
+    assert record['val_perplexity'] == pytest.approx(np.exp(record['val_loss']))
+  assert history[-1]['val_loss'] < history[0]['val_loss']
+  samples = [value.tensor.string_val[0].decode()
+             for path in glob.glob(os.path.join(workdir, 'tensorboard', '*'))
+             for event in event_file_loader.LegacyEventFileLoader(path).Load()
+             for value in event.summary.value if value.tag == 'samples']
+  assert len(samples) == len(history)  # One table per epoch.
+  with open(os.path.join(config.data_dir, 'val.tsv'), encoding='utf-8') as f:
+    first = [line.rstrip('\n').split('\t') for line in f][:config.num_samples]
+  rows = samples[-1].splitlines()[2:]
+  assert [row.split(' | ')[:2] for row in rows] == [[f'| {s}', r] for s, r in first]
+  # The last epoch's translations of a learned task: mostly the references.
+  assert sum(row.split(' | ')[2].rstrip(' |') == r for row, (_, r) in zip(rows, first)) >= 2
 
 
 def test_chrf_and_bleu_are_sacrebleus_corpus_scores_of_the_test_translations(reverse_run):
