@@ -5,9 +5,10 @@ lowest validation error rate in the sweeps of BUILD.md ("The tuned translator").
   python main.py --config configs/seq2seq_tuned.py --workdir runs/s2s_tuned --mode eval \
       --config.decode.beam_size=8
 
-The architecture and its parameter count are those of configs/seq2seq_attention.py; what differs
-is how it is trained: a cosine decay after a warmup, clipped gradients, a moving average of the
-parameters for evaluation, and more epochs.
+The architecture, its parameter count (288,418 on the homework's data) and the optimizer are those
+of configs/seq2seq_attention.py; what differs is that the parameters evaluated are a moving
+average of the trained ones, over more epochs (80 instead of 50: 1.6x the training time). A cosine
+decay after a warmup, with clipping, did worse on the validation set (BUILD.md).
 """
 from configs import seq2seq
 
@@ -16,8 +17,5 @@ def get_config():
   config = seq2seq.get_config()
   config.model.use_attention = True
   config.num_epochs = 80
-  config.schedule = 'cosine'
-  config.warmup_steps = 300
-  config.grad_clip_norm = 1.0
   config.ema_decay = 0.999
   return config
