@@ -35,13 +35,6 @@ def _seed_sweep(config):
   return 'seed=' + ','.join(str(s) for s in config.seeds)
 
 
-def _set(config, dotted, value):
-  *parents, leaf = dotted.split('.')
-  for name in parents:
-    config = config[name]
-  config[leaf] = value
-
-
 def _get(config, dotted):
   for name in dotted.split('.'):
     config = config[name]
@@ -59,7 +52,7 @@ def ablation_rows(config):
     changes = []
     for field in group.split(','):
       value = _get(config.tuned, field)
-      _set(current, field, value)
+      current.update_from_flattened_dict({field: value})
       changes.append(f'{field}={value}')
     rows.append(('+ ' + ', '.join(changes), current))
   tuned = workdirs.as_json(config.tuned)
@@ -167,7 +160,8 @@ def _cnn_table(workdir, config):
     collapsed = sum(a < COLLAPSED_BELOW for a in accuracies)
     rows.append([name, cnn_config.warmup_steps, cnn_config.grad_clip_norm or 'none',
                  ' / '.join(f'{a * 100:.2f}' for a in accuracies),
-                 _stats([a * 100 for a in accuracies], digits=2), f'{collapsed} of {len(accuracies)}'])
+                 _stats([a * 100 for a in accuracies], digits=2),
+                 f'{collapsed} of {len(accuracies)}'])
   return report.table(['CNN', 'warmup steps', 'clipping', 'test accuracy per seed (%)',
                        'mean +- std (%)', f'collapsed (< {COLLAPSED_BELOW * 100:.0f} %)'], rows)
 

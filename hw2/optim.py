@@ -38,17 +38,12 @@ def learning_rate_schedule(config, steps_per_epoch):
   elif config.schedule == 'linear':
     main = optax.linear_schedule(rate, rate * config.final_learning_rate_fraction,
                                  max(total - warmup, 1))
-  else:  # rsqrt: counts from step 0, not from the end of the warmup.
+  else:  # rsqrt, counted from step 0 (join_schedules below shifts `main` by the warmup).
     scale = max(warmup, 1)
-    return lambda step: _warmup(rate, warmup, step) * jnp.where(
-        step < warmup, 1.0, jnp.sqrt(scale / jnp.maximum(step, scale)))
+    main = lambda step: rate * jnp.sqrt(scale / jnp.maximum(step + warmup, scale))
   if not warmup:
     return rate if config.schedule in ('constant', 'plateau') else main
   return optax.join_schedules([optax.linear_schedule(0.0, rate, warmup), main], [warmup])
-
-
-def _warmup(rate, warmup, step):
-  return rate if not warmup else rate * jnp.minimum(step / warmup, 1.0)
 
 
 class ParameterEmaState(NamedTuple):
@@ -115,9 +110,9 @@ def with_plateau_scale(opt_state, scale):
   return optax.tree_utils.tree_set(opt_state, step_size=scale)
 
 
-def applied_rate(config, steps_per_epoch, step, scale=1.0):
-  """The learning rate of optimizer step `step` (0-based), plateau factor included."""
-  schedule = learning_rate_schedule(config, steps_per_epoch)
+def applied_rate(schedule, step, scale=1.0):
+  """The learning rate of optimizer step `step` (0-based) under `schedule` (of
+  learning_rate_schedule), plateau factor `scale` included, as a float."""
   rate = schedule(step) if callable(schedule) else schedule
   return float(rate) * scale
 

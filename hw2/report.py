@@ -125,8 +125,8 @@ def write_report(workdir):
       'in its own subfolder of the workdir. Numbers in the "homework" columns are those of the '
       'homework report.',
       table(['part', 'wall time'],
-             [[name, minutes(parts[name]['seconds'])] for name in PARTS] +
-             [['**all**', minutes(sum(p['seconds'] for p in parts.values()))]]),
+            [[name, minutes(parts[name]['seconds'])] for name in PARTS] +
+            [['**all**', minutes(sum(p['seconds'] for p in parts.values()))]]),
       _theory_section(workdir),
       _cnn_section(workdir, config),
       _translation_section(workdir, config),
@@ -139,11 +139,11 @@ def write_report(workdir):
 def _theory_section(workdir):
   checks = read(workdir, 'theory', 'theory.json')
   conv = table(['input', 'filter', 'stride', 'padding', 'A shape', 'max abs error (dense A)',
-                 'max abs error (sparse A)', 'non-zeros'],
-                [[r['input'], r['filter'], r['stride'], r['padding'],
-                  'x'.join(map(str, r['A_shape'])), f"{r['dense_max_abs_error']:.1e}",
-                  f"{r['sparse_max_abs_error']:.1e}", r['nonzeros']]
-                 for r in checks['convolution_as_matrix']])
+                'max abs error (sparse A)', 'non-zeros'],
+               [[r['input'], r['filter'], r['stride'], r['padding'],
+                 'x'.join(map(str, r['A_shape'])), f"{r['dense_max_abs_error']:.1e}",
+                 f"{r['sparse_max_abs_error']:.1e}", r['nonzeros']]
+                for r in checks['convolution_as_matrix']])
   count_rows = []
   for r in checks['parameter_counts']:
     h, w = map(int, r['input'].split('x'))
@@ -153,14 +153,14 @@ def _theory_section(workdir):
     count_rows.append([r['input'], r['filter'], r['conv_formula'], r['conv_module'],
                        r['fc_formula'], r['fc_module'], homework_fc])
   counts = table(['input', 'filter', 'conv net (formula)', 'conv net (Flax module)',
-                   "fully connected, HW x H'W' (formula)", 'fully connected (Flax module)',
-                   "homework eq. (12), HW x H''W''"], count_rows)
+                  "fully connected, HW x H'W' (formula)", 'fully connected (Flax module)',
+                  "homework eq. (12), HW x H''W''"], count_rows)
   attention = table(['input', 'max abs error of P', 'max abs error of Z',
-                      'max row-sum error of P'],
-                     [[r['input'], f"{r['P_max_abs_error']:.1e}", f"{r['Z_max_abs_error']:.1e}",
-                       f"{r['max_row_sum_error']:.1e}"] for r in checks['self_attention']])
+                     'max row-sum error of P'],
+                    [[r['input'], f"{r['P_max_abs_error']:.1e}", f"{r['Z_max_abs_error']:.1e}",
+                      f"{r['max_row_sum_error']:.1e}"] for r in checks['self_attention']])
   sparsity = copy_figure(workdir, os.path.join(workdir, 'theory', 'conv_matrix_sparsity.png'),
-                          'conv_matrix_sparsity.png')
+                         'conv_matrix_sparsity.png')
   return '\n\n'.join([
       '## Question 1: theory, checked numerically',
       '### Convolution as a matrix product\n\nA vec(x) against `lax.conv_general_dilated` '
@@ -206,7 +206,7 @@ def _cnn_section(workdir, config):
                     'CNN validation accuracy per learning rate')
   best = next(r for r in sweep['runs'] if r['is_best'])
   maps = copy_figure(workdir, os.path.join(best['workdir'], 'activation_maps.png'),
-                      'cnn_activation_maps.png')
+                     'cnn_activation_maps.png')
   sizes = read(best['workdir'], records.RESULTS_FILE).get('examples', {})
   cnn = config.cnn
   return '\n\n'.join([
@@ -223,8 +223,8 @@ def _cnn_section(workdir, config):
          '; this run used the data above, so its numbers answer the same question on less or '
          'other data.'),
       table(['learning rate', 'test accuracy (measured)', 'test accuracy (homework)',
-              'best epoch', 'best validation accuracy', 'final validation accuracy',
-              'training time'], rows),
+             'best epoch', 'best validation accuracy', 'final validation accuracy',
+             'training time'], rows),
       '![CNN training loss](figures/cnn_train_loss.png)\n'
       '![CNN validation accuracy](figures/cnn_val_accuracy.png)',
       f'First-layer activation maps (before ReLU) of the best run ({best["value"]}) on a '
@@ -252,11 +252,11 @@ def _translation_section(workdir, config):
                     os.path.join(figures, 'translation_val_error_rate.png'),
                     'translation validation error rate')
   heat_maps = [copy_figure(workdir, os.path.join(workdir, 'translation', 'attention',
-                                                  f'attention_{i}.png'), f'attention_{i}.png')
+                                                 f'attention_{i}.png'), f'attention_{i}.png')
                for i in range(config.translation.num_attention_plots)]
   t = config.translation
   sizes = read(os.path.join(workdir, 'translation', 'attention'),
-                records.RESULTS_FILE).get('examples', {})
+               records.RESULTS_FILE).get('examples', {})
   return '\n\n'.join([
       '## Question 3: character-level Spanish to English translation',
       f"Data: `{_shown(t.data_dir)}` ({sizes.get('train', '?')} training pairs of at most "
@@ -267,7 +267,7 @@ def _translation_section(workdir, config):
       'decoding. Error rate = mean Levenshtein(reference, prediction) / len(reference), the '
       "homework's selection metric; chrF and BLEU are sacrebleu's corpus scores (0-100).",
       table(['model', 'test error rate (measured)', 'test error rate (homework)',
-              'exact match', 'chrF', 'BLEU', 'best epoch', 'training time'], rows),
+             'exact match', 'chrF', 'BLEU', 'best epoch', 'training time'], rows),
       '![translation training loss](figures/translation_train_loss.png)\n'
       '![translation validation error rate](figures/translation_val_error_rate.png)',
       'Attention of the attention model over the source while it writes its (greedy) '
@@ -280,12 +280,12 @@ def _beam_section(workdir, config):
   wanted = {(m, k, a) for m in MODEL_NAMES for k in config.beam_sizes
             for a in config.length_penalties}
   beam_table = table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
-                       'chrF', 'BLEU'],
-                      [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
-                        f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
-                        f"{r['bleu']:.1f}"]
-                       for r in rows
-                       if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
+                      'chrF', 'BLEU'],
+                     [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
+                       f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
+                       f"{r['bleu']:.1f}"]
+                      for r in rows
+                      if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
   best = {m: min((r for r in rows if r['model'] == m), key=lambda r: r['error_rate'])
           for m in MODEL_NAMES}
   greedy = {m: next(r for r in rows if r['model'] == m and r['beam_size'] == 1)

@@ -243,13 +243,14 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
   run_facts = {'config': workdirs.as_json(config), 'files': task.workdir_files(),
                'provenance': records.provenance(),
                'model_impl': models.resolve_impl(config.model.impl)}
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     if stopped_early(config, tracker.history, best_epoch):
       break
     scale = optim.plateau_scale(config, tracker.history, metric, mode)
     state = state.replace(opt_state=optim.with_plateau_scale(
         state.opt_state, parallel.put_replicated(np.float32(scale))))
-    rate_at = lambda step, scale=scale: optim.applied_rate(config, steps_per_epoch, step, scale)
+    rate_at = lambda step, scale=scale: optim.applied_rate(schedule, step, scale)
     batch_indices = epoch_batch_indices(shuffle_rng, epoch, num_examples, config.batch_size)
     state, train_loss, train_seconds = _train_epoch(multi_step, state, data, batch_indices,
                                                     dropout_rng, config.steps_per_call, epoch,
