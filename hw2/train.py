@@ -242,7 +242,7 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
   metric, mode = task.selection_metric, task.selection_mode
   run_facts = {'config': workdirs.as_json(config), 'files': task.workdir_files(),
                'provenance': records.provenance(),
-               'model_impl': models.resolve_impl(config.model.impl)}
+               'model_impl': models.impl_of(task.model)}
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     if stopped_early(config, tracker.history, best_epoch):

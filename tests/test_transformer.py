@@ -131,4 +131,5 @@ def test_trains_and_translates_through_the_loop(tmp_path):
   config.learning_rate, config.warmup_steps = 3e-3, 50
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['test_error_rate'] < 0.25, results  # Chance is about 0.8.
+  assert results['model_impl'] == 'reference'  # 'auto' on CPU, but fast/ has no Transformer.
   assert (tmp_path / 'run' / 'attention_0.png').exists()

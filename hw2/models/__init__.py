@@ -29,6 +29,11 @@ def resolve_impl(impl):
   return impl
 
 
+def impl_of(model):
+  """'fast' or 'reference': the implementation a built model is (recorded in results.json)."""
+  return 'fast' if type(model).__module__.startswith('hw2.models.fast') else 'reference'
+
+
 def build(name, model_config, **kwargs):
   """The model `name` (a key of MODELS) in the implementation config.model.impl chooses, built
   with config.model's other fields and `kwargs` (sizes that come from the data) as keyword
