@@ -166,6 +166,27 @@ def _cnn_table(workdir, config):
                        'mean +- std (%)', f'collapsed (< {COLLAPSED_BELOW * 100:.0f} %)'], rows)
 
 
+def _attention_figures(workdir, config):
+  """Markdown of the first test sentence's attention, seed config.seeds[0], of the tuned LSTM
+  and of the Transformer (copied into WORKDIR/figures/); '' where the runs drew none."""
+  os.makedirs(os.path.join(workdir, report.FIGURES), exist_ok=True)
+  seed = config.seeds[0]
+  links = []
+  tuned = os.path.join('ablation', str(len(ablation_rows(config)) - 1))
+  for label, folder, name in (('the tuned LSTM translator', tuned, 'lstm'),
+                              ('the Transformer', 'transformer', 'transformer')):
+    link = report.copy_figure(workdir, os.path.join(workdir, folder, f'seed={seed}',
+                                                    'attention_0.png'), f'attention_{name}.png')
+    if link:
+      links.append(f'![attention of {label}]({link})')
+  if not links:
+    return ''
+  return ('Attention over the source of the first test sentence while each model writes its '
+          f'greedy translation (seed {seed}): the LSTM\'s bilinear attention, and the '
+          'Transformer\'s cross-attention of its last decoder layer averaged over heads.\n\n'
+          + '\n'.join(links))
+
+
 def write_report(workdir):
   """WORKDIR/report.md from the finished parts; returns its path."""
   from configs import beyond  # pylint: disable=g-import-not-at-top
@@ -197,11 +218,14 @@ def write_report(workdir):
       f'search (beam {config.beam_size}, length penalty {config.length_penalty}); the first '
       'row is the homework\'s translator with attention at its settings.',
       _translation_table(workdir, config),
+      'The Transformer\'s settings come from the validation sweep in BUILD.md ("A Transformer '
+      'translator"); its parameter count is at most that of the LSTM translator with attention.',
+      _attention_figures(workdir, config),
       '## The CNN at learning rate 1e-2',
       'The homework\'s run at this rate collapsed to 10 % test accuracy. Here: '
       f'{config.cnn.dataset} ({config.cnn.num_epochs} epochs), as the homework trained, and with '
       'a linear warmup and gradient clipping.',
       _cnn_table(workdir, config),
   ]
-  records.write_atomic(path, '\n\n'.join(sections) + '\n')
+  records.write_atomic(path, '\n\n'.join(section for section in sections if section) + '\n')
   return path

@@ -19,6 +19,7 @@ def shrunk(small_image_dir, text_dir):
                         num_epochs=1)
     config[part].model.hidden_size = 16
   config.transformer.warmup_steps = 3
+  config.transformer.num_attention_plots = 1  # The report's figure (the LSTM rows draw none).
   config.tuned.grad_clip_norm = 1.0  # Not in the ablation groups: a last row of its own.
   config.transformer.model.update(num_layers=1, ff_size=32)
   config.cnn.update(data_dir=small_image_dir, validation_size=200, batch_size=50, num_epochs=1,
@@ -45,6 +46,9 @@ def test_beyond_runs_every_part_and_reports_means_over_seeds(tmp_path, small_ima
       'test_error_rate'] for s in (1, 2)]
   line = next(l for l in text.splitlines() if l.startswith('| Transformer'))
   assert f'| {np.mean(errors):.4f} +- {np.std(errors, ddof=1):.4f} |' in line
+  assert '![attention of the Transformer](figures/attention_transformer.png)' in text
+  assert 'attention of the tuned LSTM' not in text
+  assert (tmp_path / 'beyond' / 'figures' / 'attention_transformer.png').exists()
   beam = records.read_json(os.path.join(workdir, 'beam.json'))
   assert set(beam) == {f'{folder}/seed={s}' for _, folder, _ in rows for s in (1, 2)}
   for name in ('homework', 'stabilised'):
