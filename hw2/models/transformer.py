@@ -8,8 +8,10 @@ model. Padding changes nothing: padded source positions are masked out of every 
 
 The decoder state is a key/value cache of fixed shape, every leaf leading with the batch (as the
 searches of hw2/decoding.py reorder it by beam): per decoder layer the projected keys and values
-of the positions decoded so far, [B, L, heads, D / heads] with L = max_decode_length, and the
-position `index` [B] of the next token.
+of the positions decoded so far, [B, heads, L, D / heads] with L = max_decode_length, and the
+position `index` [B] of the next token. Keys and values are kept heads-first, the layout of the
+attention's matrix products, so that no decoding step transposes the whole cache; each step
+writes its position in place.
 
 Shapes: B batch, S source length, T target length, D model width (hidden_size), V vocabulary size.
 """
@@ -45,16 +47,16 @@ class Attention(nn.Module):
     self.out = nn.DenseGeneral(self.width, axis=(-2, -1))
 
   def keys_values(self, x):
-    """x [B, L, D] -> keys, values [B, L, heads, D / heads]."""
-    return self.key(x), self.value(x)
+    """x [B, L, D] -> keys, values [B, heads, L, D / heads]."""
+    return (jnp.swapaxes(self.key(x), 1, 2), jnp.swapaxes(self.value(x), 1, 2))
 
   def attend(self, x, keys, values, mask):
-    """Queries from x [B, T, D] over keys/values [B, L, heads, D / heads] where mask [B, T, L]
+    """Queries from x [B, T, D] over keys/values [B, heads, L, D / heads] where mask [B, T, L]
     -> (outputs [B, T, D], weights [B, heads, T, L])."""
     query = self.query(x) / math.sqrt(self.width // self.num_heads)
-    scores = jnp.einsum('bthd,blhd->bhtl', query, keys)
+    scores = jnp.einsum('bthd,bhld->bhtl', query, keys)
     weights = jax.nn.softmax(jnp.where(mask[:, None], scores, MASKED_SCORE), axis=-1)
-    return self.out(jnp.einsum('bhtl,blhd->bthd', weights, values)), weights
+    return self.out(jnp.einsum('bhtl,bhld->bthd', weights, values)), weights
 
   def __call__(self, x, memory, mask):
     return self.attend(x, *self.keys_values(memory), mask)
@@ -118,7 +120,7 @@ class DecoderLayer(nn.Module):
 
 
 class DecodeCache(NamedTuple):
-  keys: tuple  # Per decoder layer [B, L, heads, D / heads].
+  keys: tuple  # Per decoder layer [B, heads, L, D / heads].
   values: tuple  # Same.
   index: jax.Array  # [B] int32: the position of the next token.
 
@@ -159,7 +161,7 @@ class Transformer(nn.Module):
       x = layer(x, mask[:, None, :], train)
     memory = self.encoder_norm(x) * mask[..., None]
     heads = (self.num_heads, self.hidden_size // self.num_heads)
-    empty = jnp.zeros((batch, self.max_decode_length, *heads), memory.dtype)
+    empty = jnp.zeros((batch, heads[0], self.max_decode_length, heads[1]), memory.dtype)
     cache = DecodeCache(keys=(empty,) * self.num_layers, values=(empty,) * self.num_layers,
                         index=jnp.zeros((batch,), jnp.int32))
     return memory, mask, cache
@@ -182,13 +184,13 @@ class Transformer(nn.Module):
     """One token per row, no dropout: tokens [B], DecodeCache -> (logits [B, V], DecodeCache)."""
     index = state.index
     x = self._embed(self.target_embed, tokens[:, None], index[:, None], False)  # [B, 1, D]
-    at_index = (jnp.arange(self.max_decode_length)[None, :] == index[:, None])[..., None, None]
     self_mask = (jnp.arange(self.max_decode_length)[None, :] <= index[:, None])[:, None, :]
     keys, values = [], []
     for layer, layer_keys, layer_values in zip(self.decoder_layers, state.keys, state.values):
       new_keys, new_values = layer.keys_values(x)
-      keys.append(jnp.where(at_index, new_keys, layer_keys))
-      values.append(jnp.where(at_index, new_values, layer_values))
+      # Every row is at the same position (the searches advance all rows together).
+      keys.append(jax.lax.dynamic_update_slice(layer_keys, new_keys, (0, 0, index[0], 0)))
+      values.append(jax.lax.dynamic_update_slice(layer_values, new_values, (0, 0, index[0], 0)))
       x, _ = layer(x, keys[-1], values[-1], self_mask, memory, memory_mask[:, None, :])
     return self._logits(x)[:, 0], DecodeCache(tuple(keys), tuple(values), index + 1)
 
