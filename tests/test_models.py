@@ -92,7 +92,10 @@ def test_cnn_twenty_adam_steps_reach_the_definitions_parameters(cnn_params):
                   for m in (fast_cnn.CNN(), cnn.CNN()))
   for a, b, start in zip(*(jax.tree_util.tree_leaves(t) for t in (ours, theirs, cnn_params))):
     assert float(np.abs(b - start).max()) > 1e-3  # Training moved every parameter array...
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)  # ...and both moved them alike.
+    # ...and both moved them alike: within 5% of one step (lr 1e-3). Adam divides by the root of
+    # the squared gradients' average, so where a gradient is near zero, the two definitions'
+    # different rounding (which depends on the CPU's kernels) moves a weight by up to 1.3e-5.
+    np.testing.assert_allclose(a, b, atol=5e-5, rtol=1e-4)
 
 
 def test_max_of_4_has_reduce_max_gradient_also_at_ties():

@@ -71,9 +71,10 @@ def cnn_runs(cnn_args, impl, tmp_path_factory):
 
 
 # The reference CNN's epoch-1 losses are equal on 4 devices and 1; its epoch-2 losses differ by
-# 1.35e-4 relative (nn.Conv's kernel gradients, summed per device and then across devices, round
-# differently from one sum over the batch), above the 1e-4 the fast CNN keeps. Open: BUILD.md.
-LOSS_TOLERANCE = {'auto': 1e-4, 'reference': 2e-4}
+# 1.35e-4 relative on one CPU and 2.43e-4 on another (nn.Conv's kernel gradients, summed per
+# device and then across devices, round differently from one sum over the batch, and how depends
+# on the CPU's kernels), above the 1e-4 the fast CNN keeps. Open: BUILD.md.
+LOSS_TOLERANCE = {'auto': 1e-4, 'reference': 5e-4}
 
 
 def test_cnn_on_4_devices_equals_1_device(cnn_runs, impl):
@@ -141,11 +142,11 @@ def test_two_processes_train_one_run_that_evaluates_on_one_device(cnn_args, impl
           records.read_json(os.path.join(workdir, 'results.json'))['test_accuracy'])
 
 
-def test_run_started_on_4_devices_resumes_on_1(cnn_args, cnn_runs, tmp_path):
+def test_run_started_on_4_devices_resumes_on_1(cnn_args, cnn_runs, impl, tmp_path):
   workdir = tmp_path / 'moved'
   trained([*cnn_args, '--config.num_epochs=1'], workdir, devices=4)
   trained(cnn_args, workdir, devices=1)
-  assert_same_numbers(str(workdir), cnn_runs[1], 'accuracy')
+  assert_same_numbers(str(workdir), cnn_runs[1], 'accuracy', LOSS_TOLERANCE[impl])
 
 
 @pytest.mark.parametrize('flags, fragment', [
