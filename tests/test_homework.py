@@ -61,6 +61,7 @@ def test_homework_runs_resumes_and_reports(tmp_path, small_image_dir):
                  '| model | beam size | length penalty | test error rate | exact match | chrF |',
                  '| part | wall time |'):
     assert header in report, header
+  assert '[../beyond/report.md](../beyond/report.md)' in report  # docs/homework -> docs/beyond.
   for number in ('89.38 %', '95.71 %', '10.00 %', '0.5002', '0.3808'):
     assert number in report, number
   # Each measured number stands in its table: one row per learning rate, per model, per beam.
