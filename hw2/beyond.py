@@ -29,6 +29,7 @@ from hw2.errors import UserError
 
 BEAM_FILE = 'beam.json'
 COLLAPSED_BELOW = 0.2  # Test accuracy of a CNN run that collapsed (chance is 0.1).
+DIGITS = (('error_rate', 4), ('chrf', 1), ('bleu', 1))  # As the homework report shows them.
 
 
 def _seed_sweep(config):
@@ -58,6 +59,8 @@ def ablation_rows(config):
   tuned = workdirs.as_json(config.tuned)
   if workdirs.as_json(current) != tuned:
     rows.append(('tuned (the rest of configs/seq2seq_tuned.py)', config.tuned))
+  else:
+    rows[-1] = (rows[-1][0] + ' (= configs/seq2seq_tuned.py)', current)
   return rows
 
 
@@ -144,8 +147,8 @@ def _translation_table(workdir, config):
     rows.append([
         label, _parameters(os.path.join(workdir, members[0])), run_config.num_epochs,
         report.minutes(np.mean([r['train_seconds'] for r in results])),
-        *(_stats([r[f'test_{k}'] for r in results]) for k in ('error_rate', 'chrf', 'bleu')),
-        *(_stats([b.get(k) for b in beams]) for k in ('error_rate', 'chrf', 'bleu'))])
+        *(_stats([r[f'test_{k}'] for r in results], digits) for k, digits in DIGITS),
+        *(_stats([b.get(k) for b in beams], digits) for k, digits in DIGITS)])
   k = config.beam_size
   header = ['run', 'parameters', 'epochs', 'training time (mean)', 'error rate', 'chrF', 'BLEU',
             f'error rate, beam {k}', f'chrF, beam {k}', f'BLEU, beam {k}']

@@ -47,6 +47,9 @@ def test_beyond_runs_every_part_and_reports_means_over_seeds(tmp_path, small_ima
       'test_error_rate'] for s in (1, 2)]
   line = next(l for l in text.splitlines() if l.startswith('| Transformer'))
   assert f'| {np.mean(errors):.4f} +- {np.std(errors, ddof=1):.4f} |' in line
+  chrf = [records.read_json(os.path.join(workdir, 'transformer', f'seed={s}', 'results.json'))[
+      'test_chrf'] for s in (1, 2)]
+  assert f'| {np.mean(chrf):.1f} +- {np.std(chrf, ddof=1):.1f} |' in line
   assert '![attention of the Transformer](figures/attention_transformer.png)' in text
   assert 'attention of the tuned LSTM' not in text
   assert (tmp_path / 'beyond' / 'figures' / 'attention_transformer.png').exists()
