@@ -89,8 +89,10 @@ def plateau_scale(config, history, metric, mode):
   """The plateau schedule's factor for the next epoch, from the records of the epochs so far:
   plateau_factor ** (number of reductions), a reduction after each plateau_patience epochs
   without a better validation `metric` ('max' or 'min' mode) since the best or the last
-  reduction."""
+  reduction. 1.0 under any other schedule, whose rate no stall changes."""
   scale, best, waited = 1.0, None, 0
+  if config.schedule != 'plateau':
+    return scale
   for record in history:
     value = record[f'val_{metric}']
     if best is None or (value > best if mode == 'max' else value < best):

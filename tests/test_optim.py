@@ -190,6 +190,16 @@ def test_plateau_reduces_the_rate_after_patience_epochs_without_improvement(cnn_
   assert optim.plateau_scale(cnn_config, flipped, 'error_rate', 'min') == expected[-1]
 
 
+def test_a_stalled_metric_leaves_other_schedules_rates_as_they_are(cnn_config, tmp_path):
+  # At a rate of 1e-12 the validation accuracy never changes: a plateau schedule would halve the
+  # rate after each epoch; a constant one applies (and records) its rate throughout.
+  cnn_config.update(learning_rate=1e-12, plateau_patience=1, num_epochs=3)
+  train.train_and_evaluate(cnn_config, str(tmp_path))
+  history = records.read_metrics(str(tmp_path))
+  assert len({r['val_accuracy'] for r in history}) == 1
+  assert [r['learning_rate'] for r in history] == [1e-12] * 3
+
+
 def test_plateau_scale_reaches_the_optimizer(cnn_config):
   cnn_config.update(schedule='plateau', optimizer='sgd', learning_rate=1.0)
   tx = optim.make_optimizer(cnn_config, STEPS)
