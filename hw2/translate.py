@@ -97,8 +97,9 @@ def _silence(stream):
 
 
 def decoding_metrics(workdir, beam_size, length_penalty, split='test'):
-  """Metrics of the best checkpoint of a translation `workdir` on `split`, decoded with
-  `beam_size` (1: greedy) and GNMT `length_penalty`: {error_rate, exact_match, chrf, bleu}."""
+  """Metrics of the best checkpoint of a translation `workdir` on `split` ('test' or
+  'validation'), decoded with `beam_size` (1: greedy) and GNMT `length_penalty`: {error_rate,
+  exact_match, chrf, bleu, ...}."""
   config = workdirs.load_saved_config(workdir)
   config.decode.beam_size, config.decode.length_penalty = beam_size, float(length_penalty)
   validation.validate(config)

@@ -149,6 +149,19 @@ def test_beam_search_in_eval_and_translate(reverse_run, capsys):
   assert scores == sorted(scores, reverse=True) and len(out) == 8
 
 
+def test_decoding_metrics_on_the_validation_split_match_the_training_record(reverse_run):
+  # Beam size and length penalty are chosen on the validation split: greedy decoding of the best
+  # checkpoint there gives what training recorded for its best epoch.
+  _, workdir, results = reverse_run
+  best = next(r for r in records.read_metrics(workdir) if r['epoch'] == results['best_epoch'])
+  greedy = translate.decoding_metrics(workdir, 1, 0.0, split='validation')
+  assert greedy['error_rate'] == pytest.approx(best['val_error_rate'], abs=1e-9)
+  assert greedy['chrf'] == pytest.approx(best['val_chrf'], abs=1e-9)
+  assert greedy['loss'] == pytest.approx(best['val_loss'], rel=1e-5) != results['test_loss']
+  beam = translate.decoding_metrics(workdir, 3, 0.0, split='validation')
+  assert beam['error_rate'] <= greedy['error_rate'] + 0.01
+
+
 def test_translate_cli_with_text_and_stdin(reverse_run):
   config, workdir, _ = reverse_run
   result = run_main('--config', 'configs/seq2seq.py', '--workdir', workdir, '--mode', 'translate',

@@ -83,8 +83,8 @@ class Translation(base.Task):
     self.splits = {}
     if mode == 'train':
       self.splits['train'] = self._read_split('train_file', keep_long=False)
+    if mode in ('train', 'eval'):  # eval: decoding settings are chosen on the validation split.
       self.splits['validation'] = self._read_split('validation_file')
-    if mode in ('train', 'eval'):
       self.splits['test'] = self._read_split('test_file')
     if mode == 'train':  # Written by the loop, once every check has passed (workdir_files).
       self.source_vocab = text.Vocabulary.from_texts(s for s, _ in self.splits['train'])
