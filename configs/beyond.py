@@ -30,7 +30,8 @@ def get_config():
   config.translation = seq2seq_attention.get_config()  # The homework's settings: the first row.
   config.tuned = seq2seq_tuned.get_config()  # The last row.
   # The rows between: each adds its fields (comma-separated) at the tuned translator's values.
-  config.ablation = ('ema_decay', 'weight_decay', 'num_epochs')
+  config.ablation = ('ema_decay', 'weight_decay', 'num_epochs', 'learning_rate',
+                     'model.dropout_rate')
   config.transformer = transformer.get_config()
   config.cnn = cnn.get_config()
   config.cnn.data_dir = cnn.KMNIST_TEST_DIR

@@ -37,11 +37,13 @@ def test_beyond_runs_every_part_and_reports_means_over_seeds(tmp_path, small_ima
   rows = beyond.translation_runs(config)
   # The homework's settings, one row per ablation group, the tuned config (it clips, which no
   # group sets), and the Transformer.
-  assert [folder for _, folder, _ in rows] == ['ablation/0', 'ablation/1', 'ablation/2',
-                                               'ablation/3', 'ablation/4', 'transformer']
+  assert [folder for _, folder, _ in rows] == [f'ablation/{i}' for i in range(7)] + [
+      'transformer']
   assert rows[1][2].ema_decay == config.tuned.ema_decay and rows[0][2].ema_decay == 0
   assert rows[2][2].weight_decay == config.tuned.weight_decay and rows[1][2].weight_decay == 0
-  assert rows[3][2].grad_clip_norm == 0 and rows[4][2] is config.tuned
+  dropout = [row.model.dropout_rate for _, _, row in rows[4:6]]
+  assert dropout == [rows[0][2].model.dropout_rate, config.tuned.model.dropout_rate]
+  assert rows[5][2].grad_clip_norm == 0 and rows[6][2] is config.tuned
   text = open(path, encoding='utf-8').read()
   errors = [records.read_json(os.path.join(workdir, 'transformer', f'seed={s}', 'results.json'))[
       'test_error_rate'] for s in (1, 2)]
