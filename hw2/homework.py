@@ -4,14 +4,19 @@ report (hw2/report.py).
 WORKDIR/theory/                    question 1 (hw2/theory.py)
 WORKDIR/cnn/learning_rate=<lr>/    question 2: one CNN run per learning rate (hw2/sweeps.py)
 WORKDIR/translation/{no_attention,attention}/   question 3
-WORKDIR/beam/beam.json             question 3 (c): test metrics per model, beam size, penalty
+WORKDIR/beam/validation.json       question 3 (c): validation metrics per model, beam size, penalty
+WORKDIR/beam/test.json             test metrics of each model at the setting chosen on validation
 WORKDIR/parts.json                 which parts finished, with their wall times
 WORKDIR/report.md                  the report, with its figures in WORKDIR/figures/
 
 Every part resumes: a rerun after an interruption continues the run it stopped in (from its last
 checkpoint) and retrains nothing that finished; finished beam-table rows are kept.
+
+Beam size and length penalty are chosen per model on the validation split (least error rate;
+ties go to the cheaper setting); the test split is decoded once, at the chosen setting.
 """
 import os
+import time
 
 from absl import logging
 
@@ -26,7 +31,8 @@ from hw2 import translate
 from hw2 import validation
 from hw2 import workdir as workdirs
 
-BEAM_FILE = os.path.join('beam', 'beam.json')
+BEAM_VALIDATION_FILE = os.path.join('beam', 'validation.json')
+BEAM_TEST_FILE = os.path.join('beam', 'test.json')
 TRANSLATION_MODELS = (('no_attention', False), ('attention', True))
 
 
@@ -61,25 +67,47 @@ def beam_rows(config):
           for alpha in config.length_penalties if k > 1 or alpha == config.length_penalties[0]]
 
 
-def run_beam(config, workdir):
-  path = os.path.join(workdir, BEAM_FILE)
+def choose_beam(rows):
+  """The row of least error rate among `rows` (one model's validation rows); ties go to the
+  smaller beam, then the smaller penalty (the cheaper decoding)."""
+  return min(rows, key=lambda r: (r['error_rate'], r['beam_size'], r['length_penalty']))
+
+
+def _decode_rows(workdir, file, settings, split):
+  """Metrics on `split` of each (model, beam size, penalty) of `settings`, kept in WORKDIR/file
+  row by row (an interruption keeps the rows done; a rerun decodes only the others)."""
+  path = os.path.join(workdir, file)
   done = {(r['model'], r['beam_size'], r['length_penalty']): r
           for r in parts.read_or_redo(path, list) or []}
   rows = []
-  for name, k, alpha in beam_rows(config):
+  for name, k, alpha in settings:
     row = done.get((name, k, alpha))
     if row is None:
-      metrics = translate.decoding_metrics(os.path.join(workdir, 'translation', name), k, alpha)
-      row = {'model': name, 'beam_size': k, 'length_penalty': alpha, **metrics}
-      logging.info('beam table: %s', row)
+      start = time.perf_counter()
+      metrics = translate.decoding_metrics(os.path.join(workdir, 'translation', name), k, alpha,
+                                           split)
+      row = {'model': name, 'beam_size': k, 'length_penalty': alpha, 'split': split, **metrics,
+             'seconds': round(time.perf_counter() - start, 1)}
+      logging.info('beam search, %s: %s', split, row)
     rows.append(row)
-    records.write_json(path, rows)  # After each row: an interruption keeps the rows done.
+    records.write_json(path, rows)
+  return rows
+
+
+def run_beam_search(config, workdir):
+  """Question 3 (c): the beam grid on the validation split, then each model on the test split at
+  the setting chosen there."""
+  validation_rows = _decode_rows(workdir, BEAM_VALIDATION_FILE, beam_rows(config), 'validation')
+  chosen = [choose_beam([r for r in validation_rows if r['model'] == name])
+            for name, _ in TRANSLATION_MODELS]
+  _decode_rows(workdir, BEAM_TEST_FILE,
+               [(r['model'], r['beam_size'], r['length_penalty']) for r in chosen], 'test')
 
 
 PARTS = (('theory', run_theory, ('theory',)),
          ('cnn', run_cnn, ('cnn', 'learning_rates')),
          ('translation', run_translation, ('translation',)),
-         ('beam', run_beam, ('translation', 'beam_sizes', 'length_penalties')))
+         ('beam_search', run_beam_search, ('translation', 'beam_sizes', 'length_penalties')))
 
 
 def run(config, workdir):

@@ -6,12 +6,15 @@ leaves a half-written file: the previous version stays. A file that is damaged a
 short by hand, garbage) is reported by `read_json` / `read_metrics` as `DamagedFile`, a UserError
 naming the file, which callers either pass on or repair from the checkpoint.
 """
+import datetime
 import json
 import os
 import platform
 import subprocess
 import tempfile
 from importlib import metadata
+
+import jax
 
 from hw2 import parallel
 from hw2.errors import UserError
@@ -135,15 +138,58 @@ def write_metrics(workdir, history):
 
 
 def provenance():
-  """What produced a result: Python and package versions, and the git commit of this checkout
-  (None outside a git checkout; `dirty` when tracked files differ from it)."""
+  """What produced a result: Python and package versions, the git commit of this checkout (None
+  outside a git checkout; `dirty` when tracked files differ from it), the machine (processor,
+  JAX's platform and device kind, device and process counts) and the date (UTC)."""
   versions = {}
   for package in PACKAGES:
     try:
       versions[package] = metadata.version(package)
     except metadata.PackageNotFoundError:
       versions[package] = None
-  return {'python': platform.python_version(), 'packages': versions, 'git': _git_commit()}
+  return {'python': platform.python_version(), 'packages': versions, 'git': _git_commit(),
+          'machine': machine(),
+          'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d')}
+
+
+def machine():
+  """The processor and the devices this process computes on: {processor, cores, platform
+  ('cpu', 'gpu', 'tpu'), device_kind, device_count, process_count}."""
+  device = jax.devices()[0]
+  return {'processor': _processor_name(), 'cores': os.cpu_count(), 'platform': device.platform,
+          'device_kind': device.device_kind, 'device_count': jax.device_count(),
+          'process_count': jax.process_count()}
+
+
+def _processor_name():
+  """The CPU's model name (/proc/cpuinfo on Linux), else what `platform` knows."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def describe_provenance(facts):
+  """One line naming the machine, commit and date of a run's `provenance` record (missing parts
+  are said to be unrecorded)."""
+  machine_facts, git = facts.get('machine'), facts.get('git')
+  if machine_facts:
+    kind = machine_facts['device_kind']
+    where = (f"{machine_facts['processor']} ({machine_facts['cores']} cores), "
+             f"{machine_facts['device_count']} {machine_facts['platform'].upper()} device(s)"
+             + (f' ({kind})' if machine_facts['platform'] != 'cpu' else ''))
+  else:
+    where = 'machine not recorded'
+  commit = (f"commit {git['commit'][:7]}{' with uncommitted changes' if git['dirty'] else ''}"
+            if git else 'commit not recorded')
+  packages = facts.get('packages') or {}
+  versions = ', '.join(f'{p} {packages[p]}' for p in ('jax', 'flax') if packages.get(p))
+  return '; '.join([where, commit, f"{facts.get('date') or 'date not recorded'}",
+                    f"Python {facts.get('python', '?')}" + (f', {versions}' if versions else '')])
 
 
 def _git_commit():

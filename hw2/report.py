@@ -16,10 +16,11 @@ from hw2 import parallel
 from hw2 import plots
 from hw2 import records
 from hw2.errors import UserError
+from hw2.validation import PATH_FIELDS
 
 REPORT_FILE = 'report.md'
 FIGURES = 'figures'
-PARTS = ('theory', 'cnn', 'translation', 'beam')  # The order of hw2/homework.py.
+PARTS = ('theory', 'cnn', 'translation', 'beam_search')  # The order of hw2/homework.py.
 
 # The homework report's numbers.
 HOMEWORK_CNN_ACCURACY = {1e-5: 0.8938, 5e-4: 0.9571, 1e-2: 0.1000}
@@ -71,11 +72,41 @@ def overrides(config, default):
       continue
     if isinstance(value, (list, tuple)):
       value = "'(" + ', '.join(repr(v) for v in value) + (",)'" if len(value) == 1 else ")'")
+    elif key.split('.')[-1] in PATH_FIELDS and value:
+      value = shown(value)
     flags.append(f'--config.{key}={value}')
   return flags
 
 
-def _shown(path):
+def command(config_file, workdir, config, default):
+  """The main.py command that trains `config` (whose defaults are `default`, the config file's)
+  into `workdir`, with repository-relative paths."""
+  return ' '.join([f'python main.py --config {config_file} --workdir', shown(workdir),
+                   *overrides(config, default)])
+
+
+def provenance_lines(results):
+  """Markdown bullets naming the machines, commits and dates of the runs whose results.json
+  dicts are `results` (one bullet per distinct description, with how many runs it covers)."""
+  described = {}
+  for r in results:
+    line = records.describe_provenance(r.get('provenance') or {})
+    described[line] = described.get(line, 0) + 1
+  return '\n'.join(f'- {_count(n, "run")}: {line}' for line, n in sorted(described.items()))
+
+
+def time_or_unrecorded(seconds):
+  """minutes(seconds), or 'not recorded' for None (runs made before the field existed)."""
+  return 'not recorded' if seconds is None else minutes(seconds)
+
+
+def summed(results, field):
+  """The sum of `field` over results dicts; None if any lacks it."""
+  values = [r.get(field) for r in results]
+  return None if any(v is None for v in values) else sum(values)
+
+
+def shown(path):
   """A data path as a reader can use it: relative to the repository when it lies inside it."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   absolute = os.path.abspath(path)
@@ -92,7 +123,7 @@ def copy_figure(workdir, source, name):
 
 def _cnn_data(config):
   cnn = config.cnn
-  source = (f'IDX files in `{_shown(cnn.data_dir)}`' if cnn.data_dir else 'TFDS (downloaded)')
+  source = (f'IDX files in `{shown(cnn.data_dir)}`' if cnn.data_dir else 'TFDS (downloaded)')
   if cnn.split_test_images:
     source += (f', its test images only: {cnn.split_test_images} held out as the test split, '
                'the others divided into train and validation')
@@ -116,19 +147,20 @@ def write_report(workdir):
   if not parallel.is_writer():
     return path
   os.makedirs(os.path.join(workdir, FIGURES), exist_ok=True)
-  command = ' '.join(['python main.py --config configs/homework.py --workdir', workdir,
-                      *overrides(config, homework.get_config())])
+  runs = _runs(workdir)
   sections = [
       '# Homework 2, reproduced with hw2',
-      f'Everything below comes from one command:\n\n```\n{command}\n```\n\n'
+      'Made by\n\n```\n'
+      + command('configs/homework.py', workdir, config, homework.get_config())
+      + '\n```\n\n'
       'and `--mode report` added to it rebuilds this file from the finished runs. Each part is '
       'in its own subfolder of the workdir. Numbers in the "homework" columns are those of the '
       'homework report. The same translator over three seeds with the training options added '
       'one at a time, a Transformer, and the CNN at lr 1e-2 over seeds are in the report beyond '
       'the homework, [../beyond/report.md](../beyond/report.md) (`configs/beyond.py`).',
-      table(['part', 'wall time'],
-            [[name, minutes(parts[name]['seconds'])] for name in PARTS] +
-            [['**all**', minutes(sum(p['seconds'] for p in parts.values()))]]),
+      'Where the runs were made (as each recorded it):\n\n'
+      + provenance_lines([results for _, results in runs]),
+      _time_table(workdir, parts, runs),
       _theory_section(workdir),
       _cnn_section(workdir, config),
       _translation_section(workdir, config),
@@ -136,6 +168,34 @@ def write_report(workdir):
   ]
   records.write_atomic(path, '\n\n'.join(sections) + '\n')
   return path
+
+
+def _runs(workdir):
+  """[(part, results.json dict), ...] of every training run of the homework, in part order."""
+  sweep = read(workdir, 'cnn', 'sweep.json')
+  runs = [('cnn', read(run['workdir'], records.RESULTS_FILE)) for run in sweep['runs']]
+  return runs + [('translation', read(workdir, 'translation', name, records.RESULTS_FILE))
+                 for name in MODEL_NAMES]
+
+
+def _time_table(workdir, parts, runs):
+  """Each part's training and test-decoding time, summed over its runs as each run recorded
+  them (whichever invocation ran it), beside the part's wall time over its invocations."""
+  beam = [r for file in ('validation.json', 'test.json')
+          for r in read(workdir, 'beam', file, kind=list)]
+  rows = []
+  for name in PARTS:
+    part_runs = [results for part, results in runs if part == name]
+    training = time_or_unrecorded(summed(part_runs, 'train_seconds')) if part_runs else '-'
+    testing = time_or_unrecorded(summed(part_runs, 'eval_seconds')) if part_runs else '-'
+    if name == 'beam_search':
+      testing = time_or_unrecorded(summed(beam, 'seconds'))
+    rows.append([name, training, testing, minutes(parts[name]['seconds'])])
+  rows.append(['**all**', '', '', minutes(sum(parts[name]['seconds'] for name in PARTS))])
+  return ('Time: training and test evaluation (decoding, for the translators) as each run '
+          'recorded them, summed over the runs of a part; the wall time of a part includes '
+          'loading, compiling and writing.\n\n'
+          + table(['part', 'training', 'evaluation and decoding', 'wall time'], rows))
 
 
 def _theory_section(workdir):
@@ -261,7 +321,7 @@ def _translation_section(workdir, config):
                records.RESULTS_FILE).get('examples', {})
   return '\n\n'.join([
       '## Question 3: character-level Spanish to English translation',
-      f"Data: `{_shown(t.data_dir)}` ({sizes.get('train', '?')} training pairs of at most "
+      f"Data: `{shown(t.data_dir)}` ({sizes.get('train', '?')} training pairs of at most "
       f"{t.max_length} characters, {sizes.get('validation', '?')} validation, "
       f"{sizes.get('test', '?')} test). Settings: Adam {t.learning_rate}, batch {t.batch_size}, "
       f'hidden size {t.model.hidden_size}, dropout {t.model.dropout_rate}, {_count(t.num_epochs, "epoch")}, '
@@ -278,26 +338,32 @@ def _translation_section(workdir, config):
 
 
 def _beam_section(workdir, config):
-  rows = read(workdir, 'beam', 'beam.json', kind=list)
+  validation_rows = read(workdir, 'beam', 'validation.json', kind=list)
+  test_rows = read(workdir, 'beam', 'test.json', kind=list)
   wanted = {(m, k, a) for m in MODEL_NAMES for k in config.beam_sizes
             for a in config.length_penalties}
-  beam_table = table(['model', 'beam size', 'length penalty', 'test error rate', 'exact match',
-                      'chrF', 'BLEU'],
-                     [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
-                       f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
-                       f"{r['bleu']:.1f}"]
-                      for r in rows
-                      if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
-  best = {m: min((r for r in rows if r['model'] == m), key=lambda r: r['error_rate'])
-          for m in MODEL_NAMES}
-  greedy = {m: next(r for r in rows if r['model'] == m and r['beam_size'] == 1)
-            for m in MODEL_NAMES}
-  summary = '; '.join(
-      f"{MODEL_NAMES[m]}: greedy {greedy[m]['error_rate']:.4f} -> {best[m]['error_rate']:.4f} "
-      f"(beam {best[m]['beam_size']}, length penalty {best[m]['length_penalty']:g})"
-      for m in MODEL_NAMES)
+  grid = table(['model', 'beam size', 'length penalty', 'validation error rate', 'exact match',
+                'chrF', 'BLEU', 'decoding time'],
+               [[MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
+                 f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}", f"{r['chrf']:.1f}",
+                 f"{r['bleu']:.1f}", minutes(r['seconds'])]
+                for r in validation_rows
+                if (r['model'], r['beam_size'], r['length_penalty']) in wanted])
+  chosen_rows, summary = [], []
+  for r in test_rows:
+    greedy = read(workdir, 'translation', r['model'], records.RESULTS_FILE)['test_error_rate']
+    chosen_rows.append([MODEL_NAMES[r['model']], r['beam_size'], f"{r['length_penalty']:g}",
+                        f'{greedy:.4f}', f"{r['error_rate']:.4f}", f"{r['exact_match']:.3f}",
+                        f"{r['chrf']:.1f}", f"{r['bleu']:.1f}"])
+    summary.append(f"{MODEL_NAMES[r['model']]}: greedy {greedy:.4f} -> {r['error_rate']:.4f} "
+                   f"(beam {r['beam_size']}, length penalty {r['length_penalty']:g})")
   return '\n\n'.join([
       '## Question 3 (c): beam search',
-      'Test set, each model\'s best checkpoint; beam size 1 is greedy decoding; the length '
-      'penalty is GNMT\'s alpha. The homework report gives no beam table to compare with. '
-      f'Best error rate per model: {summary}.', beam_table])
+      'Each model\'s best checkpoint, decoded with every beam size and length penalty (GNMT\'s '
+      'alpha) on the validation split; beam size 1 is greedy decoding. The setting of least '
+      'validation error rate (ties to the cheaper one) is chosen per model, and only then is '
+      'the test split decoded, once, at that setting. The homework report gives no beam table '
+      'to compare with.', grid,
+      f'Test error rate at the chosen settings: {"; ".join(summary)}.',
+      table(['model', 'beam size', 'length penalty', 'test error rate, greedy',
+             'test error rate, chosen', 'exact match', 'chrF', 'BLEU'], chosen_rows)])

@@ -287,6 +287,8 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
   logging.info('XLA compilations (one per distinct input shape): %s', compilations)
   best_state, best_meta = checkpoints.restore_best(abstract_state)
   best_params = optim.evaluation_params(best_state)
+  test_start = time.perf_counter()
+  test_metrics = task.evaluate(best_params, 'test')
   results = {'best_epoch': best_meta['epoch'], f'val_{metric}': best_meta['best_value'],
              'selection_metric': metric, 'selection_mode': mode,
              'epochs_trained': last_epoch, 'stopped_early': stopped,
@@ -294,7 +296,8 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
              'compilations': compilations, 'examples': task.split_sizes(),
              'devices': parallel.device_count(), 'provenance': run_facts['provenance'],
              'model_impl': run_facts['model_impl'],
-             **{f'test_{k}': v for k, v in task.evaluate(best_params, 'test').items()}}
+             'eval_seconds': round(time.perf_counter() - test_start, 1),
+             **{f'test_{k}': v for k, v in test_metrics.items()}}
   workdirs.phase('tested')
   _plot_history(tracker.history, metric, workdir)
   workdirs.phase('curves')

@@ -58,8 +58,10 @@ def test_homework_runs_resumes_and_reports(tmp_path, small_image_dir):
   for header in ('| learning rate | test accuracy (measured) | test accuracy (homework) |',
                  '| model | test error rate (measured) | test error rate (homework) |',
                  "homework eq. (12), HW x H''W'' |",
-                 '| model | beam size | length penalty | test error rate | exact match | chrF |',
-                 '| part | wall time |'):
+                 '| model | beam size | length penalty | validation error rate | exact match |',
+                 '| model | beam size | length penalty | test error rate, greedy | test error rate, '
+                 'chosen |',
+                 '| part | training | evaluation and decoding | wall time |'):
     assert header in report, header
   assert '[../beyond/report.md](../beyond/report.md)' in report  # docs/homework -> docs/beyond.
   for number in ('89.38 %', '95.71 %', '10.00 %', '0.5002', '0.3808'):
@@ -67,8 +69,20 @@ def test_homework_runs_resumes_and_reports(tmp_path, small_image_dir):
   # Each measured number stands in its table: one row per learning rate, per model, per beam.
   assert len(re.findall(r'^\| (1e-05|0\.0005|0\.01)( \(best\))? \| \d+\.\d\d % \|', report,
                         re.M)) == 3
-  assert len(re.findall(r'^\| (no attention|bilinear attention) \| [12] \| 0 \|', report,
-                        re.M)) == 4
+  assert len(re.findall(r'^\| (no attention|bilinear attention) \| [12] \| 0 \| \d\.\d{4} \| '
+                        r'\d\.\d{3} \|', report, re.M)) == 4  # The validation grid.
+  # The test split is decoded once per model, at the setting of least validation error rate.
+  grid = records.read_json(str(workdir / 'beam' / 'validation.json'), list)
+  tested = records.read_json(str(workdir / 'beam' / 'test.json'), list)
+  assert {r['split'] for r in grid} == {'validation'} and len(grid) == 4
+  assert [r['model'] for r in tested] == ['no_attention', 'attention']
+  for row in tested:
+    candidates = [r for r in grid if r['model'] == row['model']]
+    best = min(r['error_rate'] for r in candidates)
+    assert row['split'] == 'test'
+    assert (row['beam_size'], row['length_penalty']) == min(
+        (r['beam_size'], r['length_penalty']) for r in candidates if r['error_rate'] == best)
+  assert str(ROOT) + os.sep not in report  # Paths inside the repository are shown relative.
   links = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report)
   assert len(links) == 8  # Sparsity, 2 CNN curves, activation maps, 2 curves, 2 heat maps.
   for link in links:

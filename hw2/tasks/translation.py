@@ -268,9 +268,10 @@ class Translation(base.Task):
   # --- Outputs ----------------------------------------------------------------------------------
 
   def write_outputs(self, params, results):
-    """Test translations (source, reference, prediction) and, with attention, heat maps."""
+    """Test translations (source, reference, prediction) and, with attention, heat maps; the
+    predictions are those of the `evaluate(params, 'test')` that the loop has just made."""
     sources, references = zip(*self.splits['test'])
-    predictions = [h[0][0] for h in self.translate(params, list(sources))]
+    predictions = self._predictions['test']
     lines = ['source\treference\tprediction\terror'] + [
         f'{s}\t{r}\t{p}\t{metrics.levenshtein(r, p) / len(r):.3f}'
         for s, r, p in zip(sources, references, predictions)]
