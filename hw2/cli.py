@@ -91,16 +91,18 @@ def _raised_in(error, path):
   return False
 
 
-def parse_flags(argv):
-  """absl flag parsing, with every mistake reported in one line (see the module docstring)."""
+def parse_flags(argv, flag_values=None):
+  """absl flag parsing into `flag_values` (default: absl's global FLAGS), with every mistake
+  reported in one line (see the module docstring)."""
+  flag_values = flags.FLAGS if flag_values is None else flag_values
   config_file = _config_file(argv[1:])
   if config_file is not None and not os.path.isfile(config_file):
     what = 'is a folder' if os.path.isdir(config_file) else 'does not exist'
     exit_with_error(f'bad command line: config file {config_file} {what} (--config)')
   try:
-    rest = flags.FLAGS(argv)
+    rest = flag_values(argv)
     if config_file is not None:
-      flags.FLAGS.config  # pylint: disable=pointless-statement  # Loads the file: errors surface here.
+      flag_values.config  # pylint: disable=pointless-statement  # Loads the file: errors surface here.
   except Exception as e:  # pylint: disable=broad-except  # A user's config file may raise anything.
     exit_with_error(f'bad command line: {_flag_error_message(e, config_file, argv)}')
   if len(rest) > 1:

@@ -2,12 +2,14 @@
 and a property test that validation accepts a value or raises UserError, never anything else."""
 import math
 import os
+import subprocess
+import sys
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
 from configs import cnn, homework, seq2seq, seq2seq_attention, theory
-from conftest import SPA_ENG_DIR
+from conftest import ROOT, SPA_ENG_DIR
 from hw2 import tasks
 from hw2 import validation
 from hw2.errors import UserError
@@ -127,10 +129,38 @@ def test_data_file_that_is_a_folder_or_empty(tmp_path, translation_files, make, 
 
 
 def test_choices_match_the_registries():
+  from hw2 import models, optim
   from hw2.data import images, text
   assert set(validation.CHOICES['dataset']) == set(images.DATASETS)
   assert set(validation.CHOICES['normalize']) == set(text.NORMALIZERS)
   assert set(validation.CHOICES['task']) == set(tasks.TASKS) | {'theory', 'homework', 'beyond'}
+  assert set(validation.CHOICES['optimizer']) == set(optim.OPTIMIZERS)
+  assert set(validation.CHOICES['schedule']) == set(optim.SCHEDULES)
+  assert set(validation.CHOICES['model.impl']) == set(models.IMPLS)
+  assert set(validation.CHOICES['model.architecture']) == set(models.ARCHITECTURES)
+
+
+def test_a_config_error_is_reported_before_jax_is_imported(tmp_path):
+  """Flag parsing and validation import neither JAX, Flax nor optax, so a mistyped value answers
+  at once (main.py's error path, in a fresh interpreter)."""
+  program = (
+      'import sys\n'
+      'from absl import app\n'
+      'import main\n'
+      'from hw2 import cli\n'
+      f'sys.argv = ["main.py", "--config", "configs/cnn.py", "--workdir", {str(tmp_path / "w")!r},'
+      ' "--config.learning_rate=-1"]\n'
+      'try:\n'
+      '  app.run(main.main, flags_parser=cli.parse_flags)\n'
+      'finally:\n'
+      '  print(sorted(m for m in ("jax", "flax", "optax", "orbax") if m in sys.modules))\n')
+  done = subprocess.run([sys.executable, '-c', program], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines() == [
+      "error: --config.learning_rate=-1.0 is out of range: it must be a number in (0, inf)"]
+  assert done.stdout.strip() == '[]'
+  assert not (tmp_path / 'w').exists()
 
 
 # --- Property: validation accepts a value or raises UserError, and what it accepts builds. ------

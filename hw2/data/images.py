@@ -126,7 +126,8 @@ def _download_failure(dataset_name, error):
       f'could not download the {dataset_name} data set with TFDS ({reason}); without network, '
       'train from a folder of the four IDX files with --config.data_dir=DIR (' +
       ', '.join(IDX_FILES.values()) + '), or on the KMNIST test images shipped in data/kmnist: '
-      '--config.data_dir=data/kmnist --config.split_test_images=2000')
+      '--config.data_dir=data/kmnist --config.split_test_images=2000 '
+      '--config.validation_size=1000')
 
 
 def load_tfds(dataset_name, tfds_data_dir=None):
