@@ -12,6 +12,7 @@ Every part resumes like the homework's (hw2/parts.py); the seeds of a row are on
 (hw2/sweeps.py), so an interrupted row retrains nothing finished.
 """
 import os
+import time
 
 from absl import logging
 import ml_collections
@@ -84,8 +85,10 @@ def run_beam(config, workdir):
     for seed in config.seeds:
       member = os.path.join(folder, f'seed={seed}')
       if key not in done.get(member, {}):
+        start = time.perf_counter()
         metrics = translate.decoding_metrics(os.path.join(workdir, member), config.beam_size,
                                              config.length_penalty)
+        metrics['seconds'] = round(time.perf_counter() - start, 1)
         done.setdefault(member, {})[key] = metrics
         logging.info('beyond: beam %s of %s: %s', key, member, metrics)
         records.write_json(path, done)  # After each run: an interruption keeps those done.
@@ -136,21 +139,39 @@ def _parameters(member):
     return f.read().split()[-1]
 
 
+# How each translation row's settings were chosen: the validation runs behind them (BUILD.md,
+# "Where the tuned settings come from"). Rows differ in this budget as well as in epochs.
+TUNING = {'homework': "none: the homework's settings",
+          'ablation': "the tuned translator's values, one group at a time",
+          'tuned': '13 validation runs (seed 42)',
+          'transformer': '13 validation runs (seed 42)'}
+
+
+def _tuning(index, rows):
+  """The TUNING entry of translation row `index` of `rows` (translation_runs)."""
+  if index == 0:
+    return TUNING['homework']
+  if rows[index][1] == 'transformer':
+    return TUNING['transformer']
+  return TUNING['tuned'] if index == len(rows) - 2 else TUNING['ablation']
+
+
 def _translation_table(workdir, config):
   beam = parts.read_or_redo(os.path.join(workdir, BEAM_FILE), dict) or {}
   key = f'{config.beam_size}/{config.length_penalty}'
-  rows = []
-  for label, folder, run_config in translation_runs(config):
+  rows, runs = [], translation_runs(config)
+  for index, (label, folder, run_config) in enumerate(runs):
     members = [os.path.join(folder, f'seed={s}') for s in config.seeds]
     results = [report.read(workdir, m, records.RESULTS_FILE) for m in members]
     beams = [beam.get(m, {}).get(key, {}) for m in members]
     rows.append([
         label, _parameters(os.path.join(workdir, members[0])), run_config.num_epochs,
+        _tuning(index, runs),
         report.minutes(np.mean([r['train_seconds'] for r in results])),
         *(_stats([r[f'test_{k}'] for r in results], digits) for k, digits in DIGITS),
         *(_stats([b.get(k) for b in beams], digits) for k, digits in DIGITS)])
   k = config.beam_size
-  header = ['run', 'parameters', 'epochs', 'training time (mean)', 'error rate', 'chrF', 'BLEU',
+  header = ['run', 'parameters', 'epochs', 'settings tuned by', 'training time (mean)', 'error rate', 'chrF', 'BLEU',
             f'error rate, beam {k}', f'chrF, beam {k}', f'BLEU, beam {k}']
   return report.table(header, rows)
 
@@ -190,6 +211,37 @@ def _attention_figures(workdir, config):
           + '\n'.join(links))
 
 
+def _all_results(workdir, config):
+  """[(part, results.json dict), ...] of every training run, in part order."""
+  runs = [('translation', report.read(workdir, folder, f'seed={s}', records.RESULTS_FILE))
+          for _, folder, _ in translation_runs(config) for s in config.seeds]
+  return runs + [('cnn', report.read(workdir, 'cnn', name, f'seed={s}', records.RESULTS_FILE))
+                 for name, _ in cnn_variants(config) for s in config.seeds]
+
+
+def _time_table(workdir, config, done):
+  """Training, test evaluation and beam decoding time of each part, summed over its runs as each
+  run recorded them, beside the part's wall time over its invocations (parts.json)."""
+  results = _all_results(workdir, config)
+  beam = parts.read_or_redo(os.path.join(workdir, BEAM_FILE), dict) or {}
+  key = f'{config.beam_size}/{config.length_penalty}'
+  decoded = [metrics.get(key, {}) for metrics in beam.values()]
+  rows = []
+  for name, _, _ in PARTS:
+    part = [r for p, r in results if p == name]
+    rows.append([name,
+                 report.time_or_unrecorded(report.summed(part, 'train_seconds')) if part else '-',
+                 report.time_or_unrecorded(report.summed(part, 'eval_seconds')) if part else '-',
+                 report.time_or_unrecorded(report.summed(decoded, 'seconds'))
+                 if name == 'beam' else '-',
+                 report.minutes(done[name]['seconds'])])
+  return ('Time as each run recorded it, summed over the runs of a part ("not recorded": runs '
+          'made before the field existed); the wall time of a part covers the invocations that '
+          'worked on it here, and misses runs trained elsewhere.\n\n'
+          + report.table(['part', 'training', 'test evaluation', 'beam decoding', 'wall time'],
+                         rows))
+
+
 def write_report(workdir):
   """WORKDIR/report.md from the finished parts; returns its path."""
   from configs import beyond  # pylint: disable=g-import-not-at-top
@@ -205,17 +257,21 @@ def write_report(workdir):
   path = os.path.join(workdir, 'report.md')
   if not parallel.is_writer():
     return path
-  command = ' '.join(['python main.py --config configs/beyond.py --workdir', workdir,
-                      *report.overrides(config, beyond.get_config())])
   seeds = ', '.join(str(s) for s in config.seeds)
   sections = [
       '# Beyond the homework',
-      f'Everything below comes from one command:\n\n```\n{command}\n```\n\n'
+      'The experiment of\n\n```\n'
+      + report.command('configs/beyond.py', workdir, config, beyond.get_config())
+      + '\n```\n\n'
+      'Each run was trained with the settings this command gives it; a run found finished in '
+      'the workdir (trained by an earlier invocation, or by a `--sweep` with the same settings) '
+      'is used as it is, so the time table sums what each run recorded. '
       f'Each number is the mean +- sample standard deviation over seeds {seeds} of the test '
       'split, each run evaluated at its best epoch by the validation metric. The homework '
       'report is [../homework/report.md](../homework/report.md).',
-      report.table(['part', 'wall time'],
-                   [[name, report.minutes(done[name]['seconds'])] for name, _, _ in PARTS]),
+      'Where the runs were made (as each recorded it):\n\n'
+      + report.provenance_lines([r for _, r in _all_results(workdir, config)]),
+      _time_table(workdir, config, done),
       '## Translation: one training option at a time, and a Transformer',
       'Character-level Spanish to English on the homework\'s data, greedy decoding and beam '
       f'search (beam {config.beam_size}, length penalty {config.length_penalty}); the first '
@@ -225,9 +281,10 @@ def write_report(workdir):
       'translator"); its parameter count is at most that of the LSTM translator with attention.',
       _attention_figures(workdir, config),
       '## The CNN at learning rate 1e-2',
-      'The homework\'s run at this rate collapsed to 10 % test accuracy. Here: '
-      f'{config.cnn.dataset} ({config.cnn.num_epochs} epochs), as the homework trained, and with '
-      'a linear warmup and gradient clipping.',
+      'The homework\'s run at this rate collapsed to 10 % test accuracy (60,000 KMNIST training '
+      f'images, 20 epochs). Here: {report.data_description(config.cnn)}; '
+      f'{config.cnn.num_epochs} epochs at the homework\'s settings, and with a linear warmup and '
+      'gradient clipping.',
       _cnn_table(workdir, config),
   ]
   records.write_atomic(path, '\n\n'.join(section for section in sections if section) + '\n')

@@ -73,20 +73,28 @@ def choose_beam(rows):
   return min(rows, key=lambda r: (r['error_rate'], r['beam_size'], r['length_penalty']))
 
 
+def _checkpoint_of(workdir, name):
+  """(best epoch, epochs trained) of a translation model: which checkpoint a row decoded."""
+  results = records.read_json(os.path.join(workdir, 'translation', name, records.RESULTS_FILE))
+  return [results['best_epoch'], results['epochs_trained']]
+
+
 def _decode_rows(workdir, file, settings, split):
   """Metrics on `split` of each (model, beam size, penalty) of `settings`, kept in WORKDIR/file
-  row by row (an interruption keeps the rows done; a rerun decodes only the others)."""
+  row by row (an interruption keeps the rows done; a rerun decodes only the others, and anew
+  those of a model trained further since)."""
   path = os.path.join(workdir, file)
   done = {(r['model'], r['beam_size'], r['length_penalty']): r
           for r in parts.read_or_redo(path, list) or []}
   rows = []
   for name, k, alpha in settings:
     row = done.get((name, k, alpha))
-    if row is None:
+    if row is None or row.get('checkpoint') != _checkpoint_of(workdir, name):
       start = time.perf_counter()
       metrics = translate.decoding_metrics(os.path.join(workdir, 'translation', name), k, alpha,
                                            split)
       row = {'model': name, 'beam_size': k, 'length_penalty': alpha, 'split': split, **metrics,
+             'checkpoint': _checkpoint_of(workdir, name),
              'seconds': round(time.perf_counter() - start, 1)}
       logging.info('beam search, %s: %s', split, row)
     rows.append(row)

@@ -121,8 +121,8 @@ def copy_figure(workdir, source, name):
   return f'{FIGURES}/{name}'
 
 
-def _cnn_data(config):
-  cnn = config.cnn
+def data_description(cnn):
+  """What a CNN config trains on, in words (the data set, its source and its split)."""
   source = (f'IDX files in `{shown(cnn.data_dir)}`' if cnn.data_dir else 'TFDS (downloaded)')
   if cnn.split_test_images:
     source += (f', its test images only: {cnn.split_test_images} held out as the test split, '
@@ -273,7 +273,7 @@ def _cnn_section(workdir, config):
   cnn = config.cnn
   return '\n\n'.join([
       '## Question 2: CNN image classification',
-      f"Data: {_cnn_data(config)}; {sizes.get('train', '?')} training, "
+      f"Data: {data_description(config.cnn)}; {sizes.get('train', '?')} training, "
       f"{sizes.get('validation', '?')} validation and {sizes.get('test', '?')} test images. "
       f'Settings: Adam, batch {cnn.batch_size}, dropout {cnn.model.dropout_rate}, '
       f'{_count(cnn.num_epochs, "epoch")}, seed {cnn.seed}. The measured test accuracy is that '
