@@ -71,6 +71,7 @@ def run(config, workdir, mode, sweep, texts, cluster=None):
   if sweep and mode != 'train':
     raise UserError(f'--sweep trains; for --mode {mode} give one member\'s --workdir (e.g. '
                     f'{workdir}/{sweep[0].split(",")[0]})')
+  cli.enable_compilation_cache()
   from hw2 import parallel  # pylint: disable=g-import-not-at-top
   from hw2 import workdir as workdirs  # pylint: disable=g-import-not-at-top
   parallel.initialize(**(cluster or {}), on_peer_interrupt=cli.peer_interrupted)

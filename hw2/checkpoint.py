@@ -18,11 +18,9 @@ intact epoch, saying so.
 import dataclasses
 import glob
 import hashlib
-import logging as std_logging
 import os
 import re
 import shutil
-import sys
 
 from absl import logging
 import jax
@@ -72,34 +70,6 @@ def _short(error):
   text = ' '.join(str(error).split()).split(' See full TensorStore details')[0]
   text = text or type(error).__name__
   return text[:200] + ('...' if len(text) > 200 else '')
-
-
-def _is_failed_read_leftover(error):
-  """Whether `error` is what the other reads of a failed orbax restore end with: tensorstore
-  still completes them after `restore` has raised, and their callbacks may reach the asyncio loop
-  that orbax has closed by then."""
-  closed_loop = isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
-  return closed_loop or str(error).startswith('Encountered error while reading array')
-
-
-def _drop_failed_read_leftovers(unraisable, previous=sys.unraisablehook):
-  """Python reports each leftover of a failed read as an unraisable exception with a traceback;
-  the failure that matters is the one `restore` raises."""
-  if not _is_failed_read_leftover(unraisable.exc_value):
-    previous(unraisable)
-
-
-class _FailedReadLeftovers(std_logging.Filter):
-  """asyncio logs 'Task exception was never retrieved', traceback and all, for each leftover
-  read task whenever the garbage collector reaches it, which may be long after the restore."""
-
-  def filter(self, record):
-    error = record.exc_info[1] if record.exc_info else None
-    return error is None or not _is_failed_read_leftover(error)
-
-
-sys.unraisablehook = _drop_failed_read_leftovers
-std_logging.getLogger('asyncio').addFilter(_FailedReadLeftovers())
 
 
 class Checkpoints:

@@ -22,6 +22,12 @@ from absl import flags
 from absl import logging
 
 INTERRUPTED = 'interrupted; rerun the same command to resume'
+# JAX's persistent compilation cache: a folder (HW2_COMPILATION_CACHE, default
+# ~/.cache/hw2/jax or $XDG_CACHE_HOME/hw2/jax), or 'off'.
+CACHE_ENV = 'HW2_COMPILATION_CACHE'
+# With a maximum size, JAX writes and evicts entries under a file lock, so processes that compile
+# at once (the tests' workers, a sweep beside an eval) never read a half-written entry.
+CACHE_MAX_BYTES = 4 << 30
 _ending = threading.Lock()  # Held by the one thread that ends the process after a signal.
 
 
@@ -32,9 +38,64 @@ def exit_with_error(message):
 
 
 def hide_library_chatter():
-  """Keeps the log to the run's own lines: orbax logs every checkpoint step at INFO."""
+  """Keeps the log to the run's own lines: orbax logs every checkpoint step at INFO, and the
+  leftovers of a failed checkpoint read (hw2/checkpoint.py reports the failure that matters)
+  would print tracebacks. Installed by the entry point (and the tests' conftest), not at import."""
   logging.get_absl_logger().addFilter(
       lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
+  previous = sys.unraisablehook
+
+  def drop_failed_read_leftovers(unraisable):
+    # Python reports each leftover as an unraisable exception, with a traceback.
+    if not _is_failed_read_leftover(unraisable.exc_value):
+      previous(unraisable)
+  sys.unraisablehook = drop_failed_read_leftovers
+  std_logging.getLogger('asyncio').addFilter(_FailedReadLeftovers())
+
+
+def _is_failed_read_leftover(error):
+  """Whether `error` is what the other reads of a failed orbax restore end with: tensorstore
+  still completes them after `restore` has raised, and their callbacks may reach the asyncio loop
+  that orbax has closed by then."""
+  closed_loop = isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
+  return closed_loop or str(error).startswith('Encountered error while reading array')
+
+
+class _FailedReadLeftovers(std_logging.Filter):
+  """asyncio logs 'Task exception was never retrieved', traceback and all, for each leftover
+  read task whenever the garbage collector reaches it, which may be long after the restore."""
+
+  def filter(self, record):
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or not _is_failed_read_leftover(error)
+
+
+def compilation_cache_dir(environ=None):
+  """The folder of the persistent compilation cache, or None when $HW2_COMPILATION_CACHE is
+  'off'."""
+  environ = os.environ if environ is None else environ
+  value = environ.get(CACHE_ENV)
+  if value is not None:
+    return None if value.strip().lower() in ('', 'off') else os.path.abspath(
+        os.path.expanduser(value))
+  base = environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'hw2', 'jax')
+
+
+def enable_compilation_cache(environ=None):
+  """Points JAX's persistent compilation cache at compilation_cache_dir(): every jitted program
+  of a run (even one that compiles in milliseconds) is stored there, and a later run, eval or
+  test process that compiles the same program on the same backend loads it instead. A cached
+  executable is the one XLA would compile, so results do not change. Returns the folder (None:
+  off)."""
+  folder = compilation_cache_dir(environ)
+  if folder is None:
+    return None
+  import jax  # pylint: disable=g-import-not-at-top  # Only once the flags are checked.
+  jax.config.update('jax_compilation_cache_dir', folder)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_compilation_cache_max_size', CACHE_MAX_BYTES)
+  return folder
 
 
 def _config_file(argv):

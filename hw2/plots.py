@@ -1,27 +1,24 @@
-"""Matplotlib figures (Agg backend: no display needed). Each function writes one PNG."""
+"""Matplotlib figures, each function writing one PNG. Figures are made as `Figure` objects
+without pyplot, so no backend is chosen and no display needed, and importing this module leaves
+matplotlib's global state as it was (a notebook keeps its own backend)."""
 import os
 
-import matplotlib
+from matplotlib import ticker
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-
-from hw2 import parallel  # pylint: disable=wrong-import-position
-from hw2.errors import UserError  # pylint: disable=wrong-import-position
+from hw2 import parallel
+from hw2.errors import UserError
 
 
 def _save(fig, path):
-  """Writes the figure (in process 0 of a multi-process run only) and closes it."""
+  """Writes the figure (in process 0 of a multi-process run only)."""
   try:
     if parallel.is_writer():
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
       fig.savefig(path, dpi=100, bbox_inches='tight')
   except OSError as e:
     raise UserError(f'could not write {path}: {e.strerror or e}') from None
-  finally:
-    plt.close(fig)
 
 
 def plot_curve(epochs, values, ylabel, path, title=None):
@@ -31,7 +28,8 @@ def plot_curve(epochs, values, ylabel, path, title=None):
 
 def plot_curves(series, ylabel, path, title=None, log_y=False):
   """Several per-epoch curves in one plot: series {label: (epochs [E], values [E])}."""
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  fig = Figure(figsize=(5.5, 3.8))
+  ax = fig.subplots()
   for label, (epochs, values) in series.items():
     ax.plot(epochs, values, marker='o', markersize=3, label=label)
   ax.set_xlabel('epoch')
@@ -49,7 +47,8 @@ def plot_curves(series, ylabel, path, title=None, log_y=False):
 def plot_activation_maps(image, maps, path, title='first convolution, before ReLU'):
   """The input image [H, W] beside each of its activation maps [H, W, C]."""
   channels = maps.shape[-1]
-  fig, axes = plt.subplots(1, channels + 1, figsize=(1.6 * (channels + 1), 2))
+  fig = Figure(figsize=(1.6 * (channels + 1), 2))
+  axes = fig.subplots(1, channels + 1)
   axes[0].imshow(image, cmap='gray')
   axes[0].set_title('input')
   for c in range(channels):
@@ -64,7 +63,8 @@ def plot_activation_maps(image, maps, path, title='first convolution, before ReL
 def plot_attention(weights, source, prediction, path):
   """Heat map of attention weights [len(prediction), len(source)]; source and prediction are
   sequences of labels (characters), a space shown as an open box."""
-  fig, ax = plt.subplots(figsize=(0.3 * len(source) + 1.5, 0.3 * len(prediction) + 1.5))
+  fig = Figure(figsize=(0.3 * len(source) + 1.5, 0.3 * len(prediction) + 1.5))
+  ax = fig.subplots()
   image = ax.imshow(weights, cmap='Greys', vmin=0.0, vmax=1.0)
   ax.set_xticks(range(len(source)), labels=[c if c != ' ' else '\u2423' for c in source])
   ax.set_yticks(range(len(prediction)), labels=[c if c != ' ' else '\u2423' for c in prediction])
@@ -78,7 +78,8 @@ def plot_attention(weights, source, prediction, path):
 def plot_sparsity(matrix, path, title):
   """Sparsity pattern of a 2-D array: dark where the entry is non-zero."""
   matrix = np.asarray(matrix)
-  fig, ax = plt.subplots(figsize=(6, 6 * matrix.shape[0] / max(matrix.shape[1], 1) + 0.5))
+  fig = Figure(figsize=(6, 6 * matrix.shape[0] / max(matrix.shape[1], 1) + 0.5))
+  ax = fig.subplots()
   ax.imshow(matrix != 0, cmap='Greys', interpolation='nearest', aspect='equal')
   ax.set_title(title)
   ax.set_xlabel('input index (row-major)')

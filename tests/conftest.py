@@ -3,9 +3,7 @@ import gzip
 import os
 import struct
 import sys
-import tempfile
 
-import jax
 import numpy as np
 import pytest
 
@@ -17,15 +15,15 @@ SPA_ENG_DIR = os.path.join(DATA, 'spa-eng')  # The homework's translation files.
 
 
 def pytest_configure(config):
-  # Many tests build the same jitted functions anew (one trainer per run); JAX's persistent
-  # compilation cache lets them reuse each other's XLA executables within the session.
+  """Every test process (pytest-xdist's workers, the CLI tests' main.py subprocesses) shares the
+  persistent compilation cache of user runs (hw2/cli.py: $HW2_COMPILATION_CACHE, default
+  ~/.cache/hw2/jax), so a program compiled once, in any test or any earlier run, loads in the
+  others. The in-process tests see the log as main.py's user does (cli.hide_library_chatter)."""
   del config
-  cache = tempfile.mkdtemp(prefix='hw2_jax_cache_')
-  jax.config.update('jax_compilation_cache_dir', cache)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-  # The CLI tests' subprocesses share it.
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = cache
-  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  from hw2 import cli  # pylint: disable=g-import-not-at-top
+  cli.hide_library_chatter()
+  folder = cli.enable_compilation_cache()
+  os.environ[cli.CACHE_ENV] = folder or 'off'  # The subprocesses find the same folder.
 
 
 def write_idx(path, array):
@@ -74,6 +72,11 @@ def small_image_dir(tmp_path_factory, kmnist_test_images):
 @pytest.fixture
 def cnn_config(small_image_dir):
   """The homework CNN config shrunk to seconds: 1,000 train / 200 validation / 300 test images."""
+  return small_cnn_config(small_image_dir)
+
+
+def small_cnn_config(small_image_dir):
+  """cnn_config's config, for fixtures of a wider scope."""
   from configs import cnn
   config = cnn.get_config()
   config.data_dir = small_image_dir

@@ -49,3 +49,22 @@ def test_corrupt_data_folder_names_the_file_and_writes_nothing(tmp_path, corrupt
                     f'--config.data_dir={corrupt_dir}', '--config.validation_size=5')
   assert_one_error_line(result, 't10k-images-idx3-ubyte.gz', 'holds 5 images', 'holds 4 labels')
   assert not (workdir / 'checkpoints').exists() and not (workdir / 'results.json').exists()
+
+
+def test_importing_hw2_changes_no_global_state():
+  """What the CLI needs silenced or set is installed by main.py, not by importing a module: a
+  notebook that imports hw2 keeps its unraisable hook, asyncio's log and matplotlib's backend."""
+  program = '\n'.join([
+      'import asyncio, logging, sys',
+      'import matplotlib',
+      'matplotlib.use("svg")',
+      'before = (sys.unraisablehook, list(logging.getLogger("asyncio").filters),',
+      '          matplotlib.get_backend())',
+      'import hw2.train, hw2.checkpoint, hw2.translate, hw2.plots, hw2.homework, hw2.beyond',
+      'after = (sys.unraisablehook, list(logging.getLogger("asyncio").filters),',
+      '         matplotlib.get_backend())',
+      'print(before == after, after[2])'])
+  done = subprocess.run([sys.executable, '-c', program], cwd=ROOT, capture_output=True, text=True,
+                        timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ['True', 'svg']

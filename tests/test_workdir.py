@@ -10,7 +10,7 @@ import time
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, small_cnn_config
 from hw2 import records
 from hw2 import train
 from hw2 import workdir as workdirs
@@ -39,11 +39,12 @@ def assert_same_run(workdir, reference):
   assert got['best_epoch'] == want['best_epoch']
 
 
-@pytest.fixture
-def reference_run(cnn_config, tmp_path):
-  """The cnn_config run (2 epochs) trained alone."""
-  workdir = str(tmp_path / 'alone')
-  train.train_and_evaluate(cnn_config, workdir)
+@pytest.fixture(scope='module')
+def reference_run(small_image_dir, tmp_path_factory):
+  """The cnn_config run (2 epochs) trained alone, once for the module's tests (which only read
+  it)."""
+  workdir = str(tmp_path_factory.mktemp('reference') / 'alone')
+  train.train_and_evaluate(small_cnn_config(small_image_dir), workdir)
   return workdir
 
 
