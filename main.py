@@ -78,6 +78,8 @@ def run(config, workdir, mode, sweep, texts, cluster=None):
   if not parallel.is_writer():
     from absl import logging  # pylint: disable=g-import-not-at-top
     logging.set_verbosity(logging.WARNING)  # Process 0 logs the run's progress.
+  if mode != 'report':
+    workdirs.check_workdir_format(workdir)
   if mode == 'translate' and config.task != 'theory':
     return _dispatch(config, workdir, mode, sweep, texts)  # Reads the workdir only.
   with workdirs.writer(workdir):

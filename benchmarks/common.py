@@ -125,15 +125,47 @@ def torch_baseline(*args):
   return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith('{')]
 
 
+def counting(step, counts):
+  """`step` (a decoding loop's model step), appending 1 to the host list `counts` each time a
+  jitted program runs it: after the loop (and jax.effects_barrier), len(counts) is the number of
+  steps it ran."""
+  def counted(*args, **kwargs):
+    jax.debug.callback(lambda: counts.append(1), ordered=True)
+    return step(*args, **kwargs)
+  return counted
+
+
+def step_counter(decode):
+  """args -> the decoder steps that `decode` (translation.make_decode_fn's) runs on them: its
+  model's `decode_step` `counting` in a jitted copy (compiled once per shape); `decode` itself
+  is left as it is."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  counts, jitted = [], jax.jit(lambda *args: decode(*args))  # Its own trace, not decode's.
+
+  def count_decode_step(next_fun, args, kwargs, context):
+    step = counting(next_fun, counts) if context.method_name == 'decode_step' else next_fun
+    return step(*args, **kwargs)
+
+  def steps(*args):
+    counts.clear()
+    with nn.intercept_methods(count_decode_step):
+      jax.block_until_ready(jitted(*args))
+    jax.effects_barrier()
+    return len(counts)
+  return steps
+
+
 def decoding_flops(task, params, sources):
   """FLOPs of task.translate(params, sources), from XLA's cost analysis: per batch of
-  task.source_batches (the batches translate decodes), the compiled search (its loop body counted once, as XLA counts loops)
-  plus (steps run - 1) x the compiled decoder step, with the steps the search reports."""
+  task.source_batches (the batches translate decodes), the compiled search (its loop body
+  counted once, as XLA counts loops) plus (steps run - 1) x the compiled decoder step, with the
+  steps counted by `step_counter`."""
   from hw2.tasks import translation  # pylint: disable=g-import-not-at-top
   config, model = task.config, task.model
   k = config.decode.beam_size
-  search = jax.jit(translation.make_decode_fn(model, k, config.decode.max_length,
-                                              config.decode.length_penalty, return_steps=True))
+  decode = translation.make_decode_fn(model, k, config.decode.max_length,
+                                      config.decode.length_penalty)
+  search, count_steps = jax.jit(decode), step_counter(decode)
   encode = functools.partial(model.apply, method='encode')
 
   def step(params, tokens, state, memory, mask):
@@ -143,7 +175,7 @@ def decoding_flops(task, params, sources):
   total = 0.0
   for _, batch in task.source_batches(sources):
     args = (params, batch['ids'], batch['lengths'])
-    steps = int(search(*args)[2])
+    steps = count_steps(*args)
     memory, mask, state = jax.tree_util.tree_map(  # Beam search runs B * k rows.
         lambda x: jax.ShapeDtypeStruct((x.shape[0] * k, *x.shape[1:]), x.dtype),
         jax.eval_shape(encode, {'params': params}, *args[1:]))

@@ -15,7 +15,6 @@ import contextlib
 import statistics
 import time
 
-import flax.linen as nn
 import jax
 
 from common import KMNIST_DIR, SPA_ENG_DIR, cnn_task, emit, s2s_task
@@ -35,25 +34,23 @@ def patched(module, **values):
 
 
 def cnn_variants():
-  from hw2 import parallel  # pylint: disable=g-import-not-at-top
   from hw2.models.fast import cnn as fast_cnn  # pylint: disable=g-import-not-at-top
   return {
       'fast': ('fast', {}, None),
-      'col2im gradient fused (no own_kernel)': (
-          'fast', {}, (fast_cnn, {'own_kernel': lambda x, anchor: x})),
-      "XLA's default vector width": ('fast', {}, (parallel, {'compiler_options': lambda: {}})),
+      'max_of_4 as a reduce over the short axis': (
+          'fast', {}, (fast_cnn, {'max_of_4': lambda x: x.max(axis=0)})),
+      "conv2_windows with XLA's gradient of the slices": (
+          'fast', {}, (fast_cnn, {'conv2_windows': fast_cnn._conv2_windows})),  # pylint: disable=protected-access
       'reference': ('reference', {}, None),
   }
 
 
 def s2s_variants():
-  from hw2 import parallel  # pylint: disable=g-import-not-at-top
-  from hw2.models.fast import seq2seq as fast_seq2seq  # pylint: disable=g-import-not-at-top
+  """The fast translator is the reference with its dropout masks drawn by the unrolled threefry
+  (hw2/models/fast/seq2seq.py): the reference is the variant without that departure."""
   return {
       'fast': ('fast', {}, None),
-      'nn.Dropout (threefry loop)': ('fast', {}, (fast_seq2seq, {'Dropout': nn.Dropout})),
-      "XLA's default vector width": ('fast', {}, (parallel, {'compiler_options': lambda: {}})),
-      'reference': ('reference', {}, None),
+      'reference (nn.Dropout, threefry loop)': ('reference', {}, None),
   }
 
 

@@ -37,12 +37,6 @@ def _seed_sweep(config):
   return 'seed=' + ','.join(str(s) for s in config.seeds)
 
 
-def _get(config, dotted):
-  for name in dotted.split('.'):
-    config = config[name]
-  return config
-
-
 def ablation_rows(config):
   """[(label, translation config), ...]: the homework's settings, then each group of
   config.ablation set to the tuned translator's values, cumulatively; a last row with the tuned
@@ -53,7 +47,7 @@ def ablation_rows(config):
     current = current.copy_and_resolve_references()
     changes = []
     for field in group.split(','):
-      value = _get(config.tuned, field)
+      value = validation.lookup(config.tuned, field)[1]
       current.update_from_flattened_dict({field: value})
       changes.append(f'{field}={value}')
     rows.append(('+ ' + ', '.join(changes), current))
@@ -80,7 +74,7 @@ def run_translation(config, workdir):
 def run_beam(config, workdir):
   path = os.path.join(workdir, BEAM_FILE)
   key = f'{config.beam_size}/{config.length_penalty}'
-  done = parts.read_or_redo(path, dict) or {}
+  done = records.read_json_or_none(path) or {}
   for _, folder, _ in translation_runs(config):
     for seed in config.seeds:
       member = os.path.join(folder, f'seed={seed}')
@@ -127,11 +121,7 @@ def run(config, workdir):
 def _stats(values, digits=4):
   """'mean +- std' (sample std) of numbers, '-' for none, the value alone for one."""
   values = [v for v in values if v is not None]
-  if not values:
-    return '-'
-  if len(values) == 1:
-    return f'{values[0]:.{digits}f}'
-  return f'{np.mean(values):.{digits}f} +- {np.std(values, ddof=1):.{digits}f}'
+  return sweeps.mean_std_text(sweeps.mean_std(values), digits) if values else '-'
 
 
 def _parameters(member):
@@ -157,7 +147,7 @@ def _tuning(index, rows):
 
 
 def _translation_table(workdir, config):
-  beam = parts.read_or_redo(os.path.join(workdir, BEAM_FILE), dict) or {}
+  beam = records.read_json_or_none(os.path.join(workdir, BEAM_FILE)) or {}
   key = f'{config.beam_size}/{config.length_penalty}'
   rows, runs = [], translation_runs(config)
   for index, (label, folder, run_config) in enumerate(runs):
@@ -223,7 +213,7 @@ def _time_table(workdir, config, done):
   """Training, test evaluation and beam decoding time of each part, summed over its runs as each
   run recorded them, beside the part's wall time over its invocations (parts.json)."""
   results = _all_results(workdir, config)
-  beam = parts.read_or_redo(os.path.join(workdir, BEAM_FILE), dict) or {}
+  beam = records.read_json_or_none(os.path.join(workdir, BEAM_FILE)) or {}
   key = f'{config.beam_size}/{config.length_penalty}'
   decoded = [metrics.get(key, {}) for metrics in beam.values()]
   rows = []
@@ -245,7 +235,8 @@ def _time_table(workdir, config, done):
 def write_report(workdir):
   """WORKDIR/report.md from the finished parts; returns its path."""
   from configs import beyond  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict(report.read(workdir, records.CONFIG_FILE))
+  config = ml_collections.ConfigDict(
+      report.experiment_fields(report.read(workdir, records.CONFIG_FILE)))
   if config.get('task') != 'beyond':
     raise UserError(f'--mode report with configs/beyond.py needs the workdir of a '
                     f'configs/beyond.py run; {workdir} holds a {config.get("task")!r} run')

@@ -9,7 +9,7 @@ One save per epoch is one atomic step: orbax writes it into a temporary folder a
 complete, so what the latest checkpoint records (the best epoch, the history) always describes
 checkpoints that exist. The manager keeps the last two epochs (a damaged latest one falls back to
 the one before) and every epoch that those two name as best (KeepLatestAndBest); the best is the
-one `train._is_better` chose, never re-derived from the metric, so ties go to the earlier epoch.
+one `metrics.is_better` chose, never re-derived from the metric, so ties go to the earlier epoch.
 
 Damage (a cut or garbage data file, a missing manifest, unreadable metadata, arrays that do not
 match their checksum) raises `DamagedCheckpoint`; `restore_latest` then falls back to the newest
@@ -27,6 +27,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hw2 import workdir as workdirs
 from hw2.errors import UserError
 
 DIRECTORY = 'checkpoints'
@@ -76,11 +77,8 @@ class Checkpoints:
   """The per-epoch checkpoints of one workdir."""
 
   def __init__(self, workdir):
+    self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, DIRECTORY))
-    if os.path.isdir(os.path.join(self.directory, 'latest')):
-      raise UserError(f'{self.directory} holds checkpoints in the layout of an earlier hw2 '
-                      '(latest/ and best/): evaluate it with that version, or train anew in '
-                      'another --workdir')
     options = ocp.CheckpointManagerOptions(
         create=False, enable_async_checkpointing=False, cleanup_tmp_directories=False,
         preservation_policy=KeepLatestAndBest())
@@ -106,7 +104,8 @@ class Checkpoints:
 
   def save(self, epoch, state, meta):
     """Saves `state` (pytree) and `meta` (JSON-able dict with 'best_epoch') as epoch `epoch`."""
-    meta = {**meta, 'epoch': epoch, 'checksum': state_checksum(state)}
+    meta = {**meta, 'epoch': epoch, 'checksum': state_checksum(state),
+            workdirs.FORMAT_KEY: workdirs.FORMAT_VERSION}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     try:
       self._manager.save(epoch, args=args, metrics={'best_epoch': meta['best_epoch']},
@@ -127,6 +126,8 @@ class Checkpoints:
                               f'its meta cannot be read: {_short(e)}') from None
     if not isinstance(meta, dict) or not {'epoch', 'best_epoch', 'checksum'} <= set(meta):
       raise DamagedCheckpoint(self.path(epoch), epoch, 'its meta lacks the epoch fields')
+    workdirs.check_format(meta.get(workdirs.FORMAT_KEY), self.workdir,
+                          f'the checkpoint of epoch {epoch}')
     return meta
 
   def restore(self, epoch, abstract_state, check_meta=None):

@@ -29,8 +29,7 @@ def length_penalty(length, alpha):
   return ((5.0 + length) / 6.0) ** alpha
 
 
-def greedy_decode(tokens_to_logprobs, state, batch_size, max_length, sos_id, eos_id, pad_id=0,
-                  return_steps=False):
+def greedy_decode(tokens_to_logprobs, state, batch_size, max_length, sos_id, eos_id, pad_id=0):
   """Batched greedy decoding.
 
   Args:
@@ -39,10 +38,8 @@ def greedy_decode(tokens_to_logprobs, state, batch_size, max_length, sos_id, eos
     batch_size: B.
     max_length: the most tokens generated per sequence (EOS included).
     sos_id, eos_id, pad_id: special token ids.
-    return_steps: also return the number of model steps run ([] int32; benchmarks multiply the
-      cost of one step by it).
   Returns:
-    (sequences [B, max_length] int32, log-probabilities [B] of those sequences[, steps]).
+    (sequences [B, max_length] int32, log-probabilities [B] of those sequences).
   """
   def cond(carry):
     i, _, _, finished, _, _ = carry
@@ -61,8 +58,8 @@ def greedy_decode(tokens_to_logprobs, state, batch_size, max_length, sos_id, eos
   init = (jnp.int32(0), jnp.full((batch_size,), sos_id, jnp.int32),
           jnp.full((batch_size, max_length), pad_id, jnp.int32),
           jnp.zeros((batch_size,), bool), jnp.zeros((batch_size,)), state)
-  steps, _, sequences, _, logp, _ = jax.lax.while_loop(cond, body, init)
-  return (sequences, logp, steps) if return_steps else (sequences, logp)
+  _, _, sequences, _, logp, _ = jax.lax.while_loop(cond, body, init)
+  return sequences, logp
 
 
 class BeamState(NamedTuple):
@@ -82,7 +79,7 @@ def _gather_beams(x, indices):
 
 
 def beam_search(tokens_to_logprobs, state, batch_size, beam_size, max_length, sos_id, eos_id,
-                alpha=0.0, pad_id=0, return_steps=False):
+                alpha=0.0, pad_id=0):
   """Beam search with a length penalty and early stopping.
 
   Args:
@@ -93,9 +90,8 @@ def beam_search(tokens_to_logprobs, state, batch_size, beam_size, max_length, so
     max_length: L, the most tokens per hypothesis (EOS included).
     sos_id, eos_id, pad_id: special token ids.
     alpha: length-penalty exponent >= 0 (0: no penalty).
-    return_steps: also return the number of model steps run ([] int32).
   Returns:
-    (sequences [B, k, L] int32, scores [B, k][, steps]): finished hypotheses, best first. Slots
+    (sequences [B, k, L] int32, scores [B, k]): finished hypotheses, best first. Slots
     that never received a hypothesis have score -inf.
   """
   k, length_limit = beam_size, max_length
@@ -142,6 +138,4 @@ def beam_search(tokens_to_logprobs, state, batch_size, beam_size, max_length, so
       finished_scores=jnp.full((batch_size, k), NEG_INF),
       model_state=jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0), state))
   final = jax.lax.while_loop(cond, body, init)
-  if return_steps:
-    return final.finished_sequences, final.finished_scores, final.step
   return final.finished_sequences, final.finished_scores

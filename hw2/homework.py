@@ -85,7 +85,7 @@ def _decode_rows(workdir, file, settings, split):
   those of a model trained further since)."""
   path = os.path.join(workdir, file)
   done = {(r['model'], r['beam_size'], r['length_penalty']): r
-          for r in parts.read_or_redo(path, list) or []}
+          for r in records.read_json_or_none(path, list) or []}
   rows = []
   for name, k, alpha in settings:
     row = done.get((name, k, alpha))

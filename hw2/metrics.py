@@ -51,3 +51,9 @@ def corpus_chrf(references, predictions):
   """sacreBLEU's corpus chrF (0-100, character 6-grams, beta 2): suited to character models."""
   import sacrebleu  # pylint: disable=g-import-not-at-top
   return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
+
+
+def is_better(value, best, mode):
+  """Whether `value` of a selection metric beats `best` (None: nothing yet) in `mode` ('max' or
+  'min'); a tie is not better, so the earlier of equal values stays best."""
+  return best is None or (value > best if mode == 'max' else value < best)

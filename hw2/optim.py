@@ -14,7 +14,7 @@ Schedules (`config.schedule`), each after `warmup_steps` of linear warmup from 0
   improved for plateau_patience epochs (`plateau_scale`, a function of the history, so a resumed
   run continues exactly).
 With the homework's settings (constant, no warmup, clipping, decay or averaging) this is
-`optax.adam(learning_rate)` itself: the same numbers and the same checkpoint layout as before.
+`optax.adam(optax.constant_schedule(learning_rate))`: the homework's Adam.
 """
 from typing import NamedTuple
 
@@ -22,12 +22,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hw2 import metrics
+
 SCHEDULES = ('constant', 'cosine', 'linear', 'rsqrt', 'plateau')  # config.schedule
 OPTIMIZERS = ('adam', 'sgd')  # config.optimizer
 
 
 def learning_rate_schedule(config, steps_per_epoch):
-  """optax schedule step -> rate (before any plateau factor), or the float rate when constant."""
+  """optax schedule: step -> rate (before any plateau factor)."""
   rate, warmup = config.learning_rate, config.warmup_steps
   total = config.num_epochs * steps_per_epoch
   if config.schedule in ('constant', 'plateau'):
@@ -42,7 +44,7 @@ def learning_rate_schedule(config, steps_per_epoch):
     scale = max(warmup, 1)
     main = lambda step: rate * jnp.sqrt(scale / jnp.maximum(step + warmup, scale))
   if not warmup:
-    return rate if config.schedule in ('constant', 'plateau') else main
+    return main
   return optax.join_schedules([optax.linear_schedule(0.0, rate, warmup), main], [warmup])
 
 
@@ -95,7 +97,7 @@ def plateau_scale(config, history, metric, mode):
     return scale
   for record in history:
     value = record[f'val_{metric}']
-    if best is None or (value > best if mode == 'max' else value < best):
+    if metrics.is_better(value, best, mode):
       best, waited = value, 0
     else:
       waited += 1
@@ -115,8 +117,7 @@ def with_plateau_scale(opt_state, scale):
 def applied_rate(schedule, step, scale=1.0):
   """The learning rate of optimizer step `step` (0-based) under `schedule` (of
   learning_rate_schedule), plateau factor `scale` included, as a float."""
-  rate = schedule(step) if callable(schedule) else schedule
-  return float(rate) * scale
+  return float(schedule(step)) * scale
 
 
 def evaluation_params(state):

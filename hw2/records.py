@@ -1,4 +1,5 @@
-"""What a run writes down in its workdir: metrics.jsonl, results.json, config.json.
+"""What a run writes down in its workdir: results.json, config.json; metrics.jsonl read back
+(hw2/tracking.py writes it).
 
 Files are replaced atomically and durably (write a temporary file, fsync it, rename it over the old
 one, fsync the folder), so an interrupted run, a power cut or a failed write (a full disk) never
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 from importlib import metadata
 
+from absl import logging
 import jax
 
 from hw2 import parallel
@@ -102,6 +104,18 @@ def read_json(path, kind=dict):
   return value
 
 
+def read_json_or_none(path, kind=dict, instead='what it recorded is redone'):
+  """read_json(path, kind), or None when the file is missing or damaged; a damaged one is logged
+  with `instead`, what the caller does without it."""
+  if not os.path.exists(path):
+    return None
+  try:
+    return read_json(path, kind)
+  except DamagedFile as e:
+    logging.warning('%s; %s', e, instead)
+    return None
+
+
 def read_metrics(workdir):
   """The per-epoch records of metrics.jsonl, in order ([] if the file does not exist).
 
@@ -125,16 +139,6 @@ def read_metrics(workdir):
       raise DamagedFile(path, f'line {number} is not an epoch record')
     history.append(record)
   return history
-
-
-def write_metrics(workdir, history):
-  """Replaces metrics.jsonl with `history`, one JSON object (epoch) a line.
-
-  The loop rewrites the whole (small) file each epoch rather than appending, so a failed write
-  never leaves a partial line.
-  """
-  write_atomic(os.path.join(workdir, METRICS_FILE),
-               ''.join(json.dumps(r, sort_keys=True) + '\n' for r in history))
 
 
 def provenance():

@@ -6,7 +6,6 @@ gives; where the project's answer differs from the report's, both are shown with
 `python main.py --config configs/homework.py --workdir W --mode report` rebuilds it from the
 finished runs without training; the same runs give the same file.
 """
-import json
 import os
 import shutil
 
@@ -15,6 +14,7 @@ import ml_collections
 from hw2 import parallel
 from hw2 import plots
 from hw2 import records
+from hw2 import workdir as workdirs
 from hw2.errors import UserError
 from hw2.validation import PATH_FIELDS
 
@@ -42,7 +42,14 @@ def read(workdir, *path, kind=dict):
                     'which redoes what it cannot read') from None
 
 
+def experiment_fields(saved):
+  """A config.json dict without its workdir format: --mode report reads the finished records of
+  any format."""
+  return {k: v for k, v in saved.items() if k != workdirs.FORMAT_KEY}
+
+
 def table(header, rows):
+  """A Markdown table: the header's names, then a line per row (cells shown with str)."""
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
   return '\n'.join(lines)
@@ -58,13 +65,7 @@ def minutes(seconds):
 
 def overrides(config, default):
   """--config flags that turn the config `default` (configs/homework.py's) into `config`."""
-  def flat(d, prefix=''):
-    out = {}
-    for k, v in d.items():
-      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
-    return out
-  as_json = lambda c: json.loads(json.dumps(c.to_dict()))  # Tuples and lists alike.
-  default, current = flat(as_json(default)), flat(as_json(config))
+  default, current = (workdirs.flatten(workdirs.as_json(c)) for c in (default, config))
   flags = []
   for key in sorted(current):
     value = current[key]
@@ -134,7 +135,7 @@ def write_report(workdir):
   """Writes WORKDIR/report.md and WORKDIR/figures/*.png from the finished parts; returns the
   report's path."""
   from configs import homework  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict(read(workdir, records.CONFIG_FILE))
+  config = ml_collections.ConfigDict(experiment_fields(read(workdir, records.CONFIG_FILE)))
   if config.get('task') != 'homework':
     raise UserError(f'--mode report needs the workdir of a configs/homework.py run; {workdir} '
                     f'holds a {config.get("task")!r} run')

@@ -13,7 +13,9 @@ import os
 
 import numpy as np
 
+from hw2 import metrics
 from hw2 import records
+from hw2 import report
 from hw2 import train
 from hw2 import validation
 from hw2 import workdir as workdirs
@@ -23,13 +25,9 @@ _TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no')
 
 
 def _field_type(config, key):
-  *parents, leaf = key.split('.')
-  node = config
-  for name in parents:
-    if name not in node:
-      raise UserError(f'--sweep: unknown config key {key!r}')
-    node = node[name]
-  if not hasattr(node, 'get_type') or leaf not in node:
+  parent, _, leaf = key.rpartition('.')
+  present, node = validation.lookup(config, parent) if parent else (True, config)
+  if not present or not hasattr(node, 'get_type') or leaf not in node:
     raise UserError(f'--sweep: unknown config key {key!r}')
   return node.get_type(leaf)
 
@@ -65,10 +63,6 @@ def parse_sweep(spec, config):
   return key, values
 
 
-def _is_better(a, b, mode):
-  return b is None or (a > b if mode == 'max' else a < b)
-
-
 def parse_sweeps(specs, config):
   """The --sweep specs (a string or a list of them) -> [(key, [(raw, value), ...]), ...]."""
   parsed = [parse_sweep(spec, config) for spec in ([specs] if isinstance(specs, str) else specs)]
@@ -95,11 +89,17 @@ def _group_name(setting):
   return ','.join(f'{k}={r}' for k, r in setting.items() if k != 'seed') or 'all'
 
 
-def _cell(stats):
-  """'mean +- std' of seed_groups' {'mean', 'std'} (the mean alone for one seed)."""
+def mean_std(values):
+  """{'mean', 'std'} of numbers: the mean and the sample standard deviation (None for one)."""
+  return {'mean': float(np.mean(values)),
+          'std': float(np.std(values, ddof=1)) if len(values) > 1 else None}
+
+
+def mean_std_text(stats, digits=4):
+  """'mean +- std' of mean_std's dict (the mean alone without a std)."""
   if stats['std'] is None:
-    return f"{stats['mean']:.4f}"
-  return f"{stats['mean']:.4f} +- {stats['std']:.4f}"
+    return f"{stats['mean']:.{digits}f}"
+  return f"{stats['mean']:.{digits}f} +- {stats['std']:.{digits}f}"
 
 
 def seed_groups(rows, metric_keys, mode):
@@ -112,11 +112,9 @@ def seed_groups(rows, metric_keys, mode):
   for setting, members in groups.items():
     entry = {'setting': setting, 'seeds': [m['setting']['seed'] for m in members]}
     for key in ('best_val', *metric_keys):
-      values = [m[key] for m in members]
-      entry[key] = {'mean': float(np.mean(values)),
-                    'std': float(np.std(values, ddof=1)) if len(values) > 1 else None}
+      entry[key] = mean_std([m[key] for m in members])
     summary.append(entry)
-    if _is_better(entry['best_val']['mean'], best and best['best_val']['mean'], mode):
+    if metrics.is_better(entry['best_val']['mean'], best and best['best_val']['mean'], mode):
       best = entry
   for entry in summary:
     entry['is_best'] = entry is best
@@ -128,23 +126,18 @@ def summary_table(key, rows, metric, mode, groups=None):
   `groups` (seed_groups), a second table of means and standard deviations over the seeds."""
   test_keys = sorted({k for row in rows for k in row if k.startswith('test_')})
   header = [key, f'final val_{metric}', f'best val_{metric}', 'best epoch', *test_keys, 'best']
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  for row in rows:
-    cells = [row['value'], f"{row['final_val']:.4f}", f"{row['best_val']:.4f}",
-             str(row['best_epoch']), *(f'{row[k]:.4f}' for k in test_keys),
-             '**best**' if row['is_best'] else '']
-    lines.append('| ' + ' | '.join(str(c) for c in cells) + ' |')
-  text = f'# Sweep over {key} (best by validation {metric}, {mode})\n\n' + '\n'.join(lines) + '\n'
+  cells = [[row['value'], f"{row['final_val']:.4f}", f"{row['best_val']:.4f}", row['best_epoch'],
+            *(f'{row[k]:.4f}' for k in test_keys), '**best**' if row['is_best'] else '']
+           for row in rows]
+  text = (f'# Sweep over {key} (best by validation {metric}, {mode})\n\n'
+          + report.table(header, cells) + '\n')
   if groups:
     header = ['setting', 'seeds', f'best val_{metric}', *test_keys, 'best']
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    for group in groups:
-      cells = [group['setting'], ','.join(group['seeds']),
-               *(_cell(group[k]) for k in ('best_val', *test_keys)),
-               '**best**' if group['is_best'] else '']
-      lines.append('| ' + ' | '.join(cells) + ' |')
+    cells = [[group['setting'], ','.join(group['seeds']),
+              *(mean_std_text(group[k]) for k in ('best_val', *test_keys)),
+              '**best**' if group['is_best'] else ''] for group in groups]
     text += ('\n## Mean +- sample standard deviation over the seeds (best by mean validation '
-             f'{metric})\n\n' + '\n'.join(lines) + '\n')
+             f'{metric})\n\n' + report.table(header, cells) + '\n')
   return text
 
 
@@ -175,7 +168,7 @@ def _run_members(keys, members, workdir):
                  'workdir': run_dir, 'final_val': history[-1][f'val_{metric}'],
                  'best_val': results[f'val_{metric}'], 'best_epoch': results['best_epoch'],
                  **{k: v for k, v in results.items() if k.startswith('test_')}})
-    if _is_better(rows[-1]['best_val'], best and best['best_val'], mode):
+    if metrics.is_better(rows[-1]['best_val'], best and best['best_val'], mode):
       best = rows[-1]
   for row in rows:
     row['is_best'] = row is best

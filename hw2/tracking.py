@@ -7,12 +7,15 @@ Events go to WORKDIR/tensorboard/ as TensorBoard's own protocol buffers in its r
 (tensorboard's RecordWriter, on a plain file: its EventFileWriter and tensorboardX would import
 TensorFlow or PyTorch, seconds of start-up for a run that never uses them);
 `tensorboard --logdir runs/` shows every run of a folder. Only process 0 of a multi-process run
-writes.
+writes. This module is the one writer of metrics.jsonl: `repair_metrics` at the start of a run,
+then `Tracker.epoch`.
 """
+import json
 import os
 import socket
 import time
 
+from absl import logging
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import tensor_pb2
@@ -27,6 +30,31 @@ from hw2.errors import UserError
 EVENTS_DIR = 'tensorboard'
 
 
+def write_metrics(workdir, history):
+  """Replaces metrics.jsonl with `history`, one JSON object (epoch) a line.
+
+  The loop rewrites the whole (small) file each epoch rather than appending, so a failed write
+  never leaves a partial line.
+  """
+  records.write_atomic(os.path.join(workdir, records.METRICS_FILE),
+                       ''.join(json.dumps(r, sort_keys=True) + '\n' for r in history))
+
+
+def repair_metrics(workdir, history):
+  """Makes metrics.jsonl hold the checkpoint's `history`: drops the records of epochs past it
+  (a kill before its save) and rewrites a damaged file, saying so."""
+  try:
+    on_disk = records.read_metrics(workdir)
+  except records.DamagedFile as e:
+    logging.warning('%s; rewritten from the checkpoint\'s history', e)
+    on_disk = None
+  if on_disk is not None and on_disk[:len(history)] != history:  # Lost or changed records.
+    logging.warning('%s does not hold the %d epochs of the checkpoint\'s history; rewritten '
+                    'from it', os.path.join(workdir, records.METRICS_FILE), len(history))
+  if on_disk != history:
+    write_metrics(workdir, history)
+
+
 class Tracker:
   """The metrics of one run: metrics.jsonl (the record) and TensorBoard events (to watch)."""
 
@@ -34,7 +62,7 @@ class Tracker:
     """`history`: the records of the epochs already done (a resumed run keeps them)."""
     self.workdir = workdir
     self.history = list(history)
-    records.write_metrics(workdir, self.history)
+    write_metrics(workdir, self.history)
     self._events = None
     if parallel.is_writer():
       directory = os.path.join(workdir, EVENTS_DIR)
@@ -66,7 +94,7 @@ class Tracker:
   def epoch(self, record):
     """Appends one epoch's record to metrics.jsonl (rewritten atomically) and to the events."""
     self.history.append(record)
-    records.write_metrics(self.workdir, self.history)
+    write_metrics(self.workdir, self.history)
     self._write(record['epoch'], [
         summary_pb2.Summary.Value(tag=f'epoch/{k}', simple_value=float(v))
         for k, v in record.items() if k != 'epoch' and isinstance(v, (int, float))])

@@ -21,6 +21,7 @@ from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hw2 import metrics
 from hw2 import models
 from hw2 import optim
 from hw2 import parallel
@@ -84,10 +85,6 @@ def make_multi_step(loss_fn):
   return jax.jit(multi_step, donate_argnums=0,
                  in_shardings=(replicated, replicated, parallel.batch_split(axis=1), replicated),
                  out_shardings=replicated)
-
-
-def _is_better(value, best, mode):
-  return best is None or (value > best if mode == 'max' else value < best)
 
 
 def epoch_batch_indices(rng, epoch, num_examples, batch_size):
@@ -217,10 +214,10 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
 
   # 2. Every check passed: the run's files.
   checkpoints.remove_unfinished_saves()
-  records.write_json(os.path.join(workdir, records.CONFIG_FILE), config.to_dict())
+  workdirs.write_config(workdir, config)
   workdirs.check_shared(workdir, records.CONFIG_FILE)
   _write_task_files(workdir, task, resumed)
-  _repair_metrics(workdir, history)
+  tracking.repair_metrics(workdir, history)
   results_path = os.path.join(workdir, records.RESULTS_FILE)
   if start_epoch == config.num_epochs or stopped_early(config, history, best_epoch):
     results = _finished_results(results_path, meta)
@@ -261,7 +258,7 @@ def _train_checked(config, workdir, task, arrays, num_examples, abstract_state, 
               'examples_per_second': round(batch_indices.size / train_seconds, 1),
               'learning_rate': rate_at(int(state.step) - 1),
               **{f'val_{k}': v for k, v in evaluation.items()}}
-    is_best = _is_better(evaluation[metric], best_value, mode)
+    is_best = metrics.is_better(evaluation[metric], best_value, mode)
     if is_best:
       best_epoch, best_value = epoch, evaluation[metric]
     tracker.epoch(record)  # Before the checkpoint: a resume drops the extra record.
@@ -325,33 +322,12 @@ def _write_task_files(workdir, task, resumed):
     records.write_atomic(path, text)
 
 
-def _repair_metrics(workdir, history):
-  """Makes metrics.jsonl hold the checkpoint's `history`: drops the records of epochs past it
-  (a kill before its save) and rewrites a damaged file, saying so."""
-  try:
-    on_disk = records.read_metrics(workdir)
-  except records.DamagedFile as e:
-    logging.warning('%s; rewritten from the checkpoint\'s history', e)
-    on_disk = None
-  if on_disk is not None and on_disk[:len(history)] != history:  # Lost or changed records.
-    logging.warning('%s does not hold the %d epochs of the checkpoint\'s history; rewritten '
-                    'from it', os.path.join(workdir, records.METRICS_FILE), len(history))
-  if on_disk != history:
-    records.write_metrics(workdir, history)
-
-
 def _finished_results(path, meta):
   """results.json if it is intact and belongs to the checkpoint `meta` (its best and last
   epoch); None when the end of the run has to be redone."""
-  if not os.path.exists(path):
-    return None
-  try:
-    results = records.read_json(path)
-  except records.DamagedFile as e:
-    logging.warning('%s; the end of the run is redone', e)
-    return None
-  if (results.get('best_epoch'), results.get('epochs_trained')) != (meta['best_epoch'],
-                                                                   meta['epoch']):
+  results = records.read_json_or_none(path, instead='the end of the run is redone')
+  if results is None or (results.get('best_epoch'), results.get('epochs_trained')) != (
+      meta['best_epoch'], meta['epoch']):
     return None
   return results
 
@@ -360,9 +336,8 @@ def _plot_history(history, metric, workdir):
   """train_loss.png (training loss, and the validation loss where recorded) and the validation
   metric's curve."""
   epochs = [r['epoch'] for r in history]
-  losses = {'training': (epochs, [r['train_loss'] for r in history])}
-  if all('val_loss' in r for r in history):  # Runs of earlier versions did not record it.
-    losses['validation'] = (epochs, [r['val_loss'] for r in history])
+  losses = {'training': (epochs, [r['train_loss'] for r in history]),
+            'validation': (epochs, [r['val_loss'] for r in history])}
   plots.plot_curves(losses, 'loss', os.path.join(workdir, 'train_loss.png'),
                     title='training and validation loss')
   plots.plot_curve(epochs, [r[f'val_{metric}'] for r in history], f'validation {metric}',

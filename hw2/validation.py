@@ -142,7 +142,8 @@ RULES = {
 }
 
 
-def _get(config, dotted):
+def lookup(config, dotted):
+  """(present, value) of the dotted field `dotted` ('model.hidden_size') of a config."""
   node = config
   for name in dotted.split('.'):
     if not hasattr(node, 'keys') or name not in node:
@@ -178,18 +179,18 @@ def validate(config, prefix=''):
     raise UserError(f'the config has no field {prefix}task: set it to one of '
                     f'{list(CHOICES["task"])}')
   for field, allowed in CHOICES.items():
-    present, value = _get(config, field)
+    present, value = lookup(config, field)
     if present and value not in allowed:
       raise UserError(f'unknown {field} {value!r} (--config.{prefix}{field}); choose one of '
                       f'{list(allowed)}')
   for field, check in RULES.items():
-    present, value = _get(config, field)
+    present, value = lookup(config, field)
     if present:
       problem = check(value)
       if problem:
         raise UserError(f'--config.{prefix}{field}={value!r} is out of range: it must be '
                         f'{problem}')
-  missing = [f for f in TASK_FIELDS[config.task] if not _get(config, f)[0]]
+  missing = [f for f in TASK_FIELDS[config.task] if not lookup(config, f)[0]]
   if missing:
     raise UserError(f'--config.{prefix}task={config.task!r} needs the field(s) '
                     f'{", ".join(missing[:4])}{", ..." if len(missing) > 4 else ""} that this config '
@@ -260,7 +261,7 @@ def _check_beyond(config):
   """Each ablation group names fields of the translation configs; cnn_stabilised, of the CNN's."""
   for group in config.ablation:
     for field in str(group).split(','):
-      if not (_get(config.tuned, field)[0] and _get(config.translation, field)[0]):
+      if not (lookup(config.tuned, field)[0] and lookup(config.translation, field)[0]):
         raise UserError(f'--config.ablation={tuple(config.ablation)!r} names {field!r}, which '
                         'is not a field of the translation configs')
   for field in config.cnn_stabilised:

@@ -53,13 +53,11 @@ _held = {}  # Real path -> nesting depth of the locks this process holds.
 # (A cosine or linear schedule decays over num_epochs: hw2/train.py then refuses to change it.)
 RUNTIME_FIELDS = ('num_epochs', 'decode', 'eval_batch_size', 'steps_per_call', 'model.impl',
                   'num_samples')
-# Fields added to the configs after workdirs were written with them, and the value that a workdir
-# without the field was trained with: a resume compares a missing field as this default, and
-# eval / translate give it this value.
-ADDED_FIELDS = {'schedule': 'constant', 'warmup_steps': 0, 'final_learning_rate_fraction': 0.0,
-                'plateau_patience': 5, 'plateau_factor': 0.5, 'grad_clip_norm': 0.0,
-                'weight_decay': 0.0, 'label_smoothing': 0.0, 'early_stopping_patience': 0,
-                'ema_decay': 0.0, 'num_samples': 3, 'model.architecture': 'lstm'}
+# The format of the files a run writes (config.json, each checkpoint's meta and arrays). A
+# change that old workdirs cannot be read with bumps it; a workdir of another format is refused
+# with one line, before anything in it is written. A workdir without the field is format 0.
+FORMAT_VERSION = 1
+FORMAT_KEY = 'format_version'
 KILL_AT_VARIABLE = 'HW2_KILL_AT'
 
 
@@ -171,7 +169,7 @@ def load_saved_config(workdir):
   problem = f'{path} is missing'
   if os.path.exists(path):
     try:
-      return ml_collections.ConfigDict(records.read_json(path))
+      return ml_collections.ConfigDict(experiment_config(records.read_json(path), workdir))
     except records.DamagedFile as e:
       problem = str(e)
   from hw2 import checkpoint  # pylint: disable=g-import-not-at-top  # orbax only where needed.
@@ -187,18 +185,45 @@ def load_saved_config(workdir):
   return ml_collections.ConfigDict(meta['config'])
 
 
+def check_format(version, workdir, where):
+  """Raises UserError unless `version` (of the file `where` in `workdir`; None: format 0) is the
+  format this code reads."""
+  version = version or 0
+  if version == FORMAT_VERSION:
+    return
+  commit = _recorded_commit(workdir)
+  raise UserError(
+      f'--workdir={workdir} holds a run in workdir format {version} ({where}); this hw2 reads '
+      f'format {FORMAT_VERSION}: train anew in another --workdir, or use the hw2 commit that '
+      'wrote it' + (f' ({commit}, from its results.json)' if commit else
+                    ' (its results.json or checkpoint meta names it: provenance.git.commit)'))
+
+
+def _recorded_commit(workdir):
+  """The git commit results.json's provenance names, or None."""
+  path = os.path.join(workdir, records.RESULTS_FILE)
+  try:
+    return records.read_json(path)['provenance']['git']['commit'][:12]
+  except (OSError, KeyError, TypeError, records.DamagedFile):
+    return None
+
+
+def experiment_config(saved, workdir):
+  """The config dict of a workdir's config.json without its format field, after checking the
+  format."""
+  check_format(saved.get(FORMAT_KEY), workdir, records.CONFIG_FILE)
+  return {k: v for k, v in saved.items() if k != FORMAT_KEY}
+
+
+def write_config(workdir, config):
+  """Writes WORKDIR/config.json: the config, and the format of the workdir's files."""
+  records.write_json(os.path.join(workdir, records.CONFIG_FILE),
+                     {**config.to_dict(), FORMAT_KEY: FORMAT_VERSION})
+
+
 def config_for_evaluation(workdir, config):
-  """The workdir's training config with the runtime fields (decoding, eval batch) of `config`;
-  fields that `config` has and an earlier version did not write get their ADDED_FIELDS value."""
+  """The workdir's training config with the runtime fields (decoding, eval batch) of `config`."""
   saved = load_saved_config(workdir)
-  current, stored = _flatten(as_json(config)), _flatten(as_json(saved))
-  for name, default in ADDED_FIELDS.items():
-    if name in current and name not in stored:
-      *parents, leaf = name.split('.')
-      node = saved
-      for parent in parents:
-        node = node[parent]
-      node[leaf] = default
   for field in RUNTIME_FIELDS:
     *parents, leaf = field.split('.')
     source, target = config, saved
@@ -210,15 +235,16 @@ def config_for_evaluation(workdir, config):
 
 
 def as_json(config):
-  """A ConfigDict (or dict) as JSON would store it: tuples become lists."""
+  """A ConfigDict (or dict, or a field's value) as JSON would store it: tuples become lists."""
   return json.loads(json.dumps(config.to_dict() if hasattr(config, 'to_dict') else config))
 
 
-def _flatten(tree, prefix=''):
+def flatten(tree, prefix=''):
+  """A nested dict as {dotted name: value} (an empty dict is a value)."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict) and value:
-      flat.update(_flatten(value, f'{prefix}{key}.'))
+      flat.update(flatten(value, f'{prefix}{key}.'))
     else:
       flat[prefix + key] = value
   return flat
@@ -226,13 +252,12 @@ def _flatten(tree, prefix=''):
 
 def config_differences(saved, current):
   """Dotted names of the fields outside RUNTIME_FIELDS whose values differ between two configs
-  (dicts as JSON stores them); a field one lacks counts as its ADDED_FIELDS default."""
-  saved, current = _flatten(as_json(saved)), _flatten(as_json(current))
+  (dicts as JSON stores them); a field that one lacks differs."""
+  saved, current = flatten(as_json(saved)), flatten(as_json(current))
   absent = object()
   return [name for name in sorted(set(saved) | set(current))
           if not any(name == f or name.startswith(f + '.') for f in RUNTIME_FIELDS)
-          and saved.get(name, ADDED_FIELDS.get(name, absent))
-          != current.get(name, ADDED_FIELDS.get(name, absent))]
+          and saved.get(name, absent) != current.get(name, absent)]
 
 
 def check_same_experiment(workdir, config, saved, source):
@@ -241,20 +266,30 @@ def check_same_experiment(workdir, config, saved, source):
   differences = config_differences(saved, config)
   if differences:
     name = differences[0]
-    saved_value = _flatten(as_json(saved)).get(name, ADDED_FIELDS.get(name))
-    value = _flatten(as_json(config)).get(name, ADDED_FIELDS.get(name))
+    saved_value = flatten(as_json(saved)).get(name, '(absent)')
+    value = flatten(as_json(config)).get(name, '(absent)')
     raise UserError(f'--workdir={workdir} holds a run with {name}={saved_value!r} but this config '
                     f'has {name}={value!r} (the run\'s config from {source}); use another '
                     '--workdir to change it')
 
 
-def saved_config_file(workdir):
-  """config.json of `workdir` as a dict, or None if it is missing or damaged (saying so)."""
-  path = os.path.join(workdir, records.CONFIG_FILE)
-  if not os.path.exists(path):
-    return None
+def check_workdir_format(workdir):
+  """Refuses a workdir whose config.json is of another format before its lock is taken, so that
+  nothing in it is written; a missing or damaged file is left to the mode, which repairs or
+  reports it."""
   try:
-    return records.read_json(path)
-  except records.DamagedFile as e:
-    logging.warning('%s; it is written anew', e)
-    return None
+    saved = records.read_json(os.path.join(workdir, records.CONFIG_FILE))
+  except (OSError, records.DamagedFile):
+    return
+  check_format(saved.get(FORMAT_KEY), workdir, records.CONFIG_FILE)
+
+
+def saved_config_file(workdir):
+  """config.json of `workdir` as a config dict, or None if it is missing or damaged (saying so).
+
+  Raises:
+    UserError: it is of another workdir format.
+  """
+  saved = records.read_json_or_none(os.path.join(workdir, records.CONFIG_FILE),
+                                    instead='it is written anew')
+  return None if saved is None else experiment_config(saved, workdir)

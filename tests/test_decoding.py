@@ -140,17 +140,27 @@ def test_beam_never_scores_below_greedy():
   assert np.any(np.asarray(scores[:, 0]) > np.asarray(greedy_logp) + 1e-3)
 
 
+def _counted(search, step, h):
+  """search(step counted, h) jitted -> (its outputs..., the model steps it ran), counted as the
+  benchmarks count them (benchmarks/common.py)."""
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  counts = []
+  outputs = jax.block_until_ready(jax.jit(lambda h: search(common.counting(step, counts), h))(h))
+  jax.effects_barrier()
+  return (*outputs, len(counts))
+
+
 @pytest.mark.parametrize('seed', [0, 3])  # Models whose greedy outputs all end early.
-def test_reported_steps_are_the_model_steps_run(seed):
-  """return_steps: greedy runs until its longest sequence ends; beam search at least as long as
-  its longest finished hypothesis, never past max_length."""
+def test_counted_steps_are_the_model_steps_run(seed):
+  """The benchmarks' step count: greedy runs until its longest sequence ends; beam search at
+  least as long as its longest finished hypothesis, never past max_length."""
   init_state, step = make_model(7, seed=seed)
   h = init_state(SOURCES)
-  sequences, _, steps = jax.jit(lambda h: decoding.greedy_decode(
-      step, h, h.shape[0], 12, SOS, EOS, PAD, return_steps=True))(h)
+  sequences, _, steps = _counted(lambda step, h: decoding.greedy_decode(
+      step, h, h.shape[0], 12, SOS, EOS, PAD), step, h)
   assert int(steps) == int((np.asarray(sequences) != PAD).sum(1).max())
   assert int(steps) < 12
-  sequences, scores, steps = jax.jit(lambda h: decoding.beam_search(
-      step, h, h.shape[0], 3, 12, SOS, EOS, 0.0, PAD, return_steps=True))(h)
+  sequences, scores, steps = _counted(lambda step, h: decoding.beam_search(
+      step, h, h.shape[0], 3, 12, SOS, EOS, 0.0, PAD), step, h)
   longest = int((np.asarray(sequences)[np.asarray(scores) > -np.inf] != PAD).sum(-1).max())
   assert longest <= int(steps) <= 12

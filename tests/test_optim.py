@@ -86,11 +86,15 @@ def test_the_optimizer_steps_by_the_scheduled_rate(cnn_config):
 
 
 def test_homework_settings_are_plain_adam(cnn_config):
-  # The same transformation, so the same numbers and the same checkpoint layout as before.
-  params = {'w': jnp.ones(3)}
-  tx = optim.make_optimizer(cnn_config, STEPS)
-  assert jax.tree_util.tree_structure(tx.init(params)) == jax.tree_util.tree_structure(
-      optax.adam(cnn_config.learning_rate).init(params))
+  # The homework's settings step as optax.adam at the homework's rate, update for update.
+  params = {'w': jnp.array([1.0, -2.0, 3.0])}
+  ours, adam = optim.make_optimizer(cnn_config, STEPS), optax.adam(cnn_config.learning_rate)
+  ours_state, adam_state = ours.init(params), adam.init(params)
+  for step in range(5):
+    grads = {'w': jnp.array([0.5, -1.0, 2.0]) * (step + 1)}
+    ours_update, ours_state = ours.update(grads, ours_state, params)
+    adam_update, adam_state = adam.update(grads, adam_state, params)
+    np.testing.assert_array_equal(ours_update['w'], adam_update['w'])
 
 
 def test_clipping_bounds_the_update_norm(cnn_config):

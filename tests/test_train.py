@@ -11,6 +11,7 @@ import pytest
 from hw2 import records
 from hw2 import sweeps
 from hw2 import tasks
+from hw2 import tracking
 from hw2 import train
 from hw2.checkpoint import Checkpoints
 from hw2.errors import UserError
@@ -52,7 +53,7 @@ def test_interrupted_run_resumes_at_the_saved_epoch(cnn_config, tmp_path):
   cnn_config.num_epochs = 1
   train.train_and_evaluate(cnn_config, interrupted)
   # Simulate a crash after epoch 2's record was written but before its checkpoint.
-  records.write_metrics(interrupted, records.read_metrics(interrupted) + [
+  tracking.write_metrics(interrupted, records.read_metrics(interrupted) + [
       {'epoch': 2, 'train_loss': 123.0, 'val_accuracy': 0.0}])
   cnn_config.num_epochs = 3
   train.train_and_evaluate(cnn_config, interrupted)

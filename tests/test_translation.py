@@ -217,7 +217,7 @@ def test_bad_translation_inputs(tmp_path):
 def test_translate_without_vocabulary_is_a_clear_error(reverse_run, tmp_path):
   config, workdir, _ = reverse_run
   os.makedirs(tmp_path / 'w')
-  records.write_json(str(tmp_path / 'w' / 'config.json'), config.to_dict())
+  workdirs.write_config(str(tmp_path / 'w'), config)
   with pytest.raises(UserError, match='no vocabulary file .*vocab.json'):
     translate.translate_cli(config, str(tmp_path / 'w'), ['abc'])
 

@@ -2,6 +2,8 @@
 disk) loses nothing: a rerun resumes and reproduces an uninterrupted run."""
 import errno
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from hw2 import records
 from hw2 import train
 from hw2 import workdir as workdirs
 from hw2.errors import UserError
+from test_cli import assert_one_error_line
 
 
 def cli_args(config, workdir):
@@ -151,33 +154,67 @@ def test_full_disk_while_saving_a_checkpoint(cnn_config, tmp_path, reference_run
   assert_same_run(workdir, reference_run)
 
 
-def test_a_field_added_later_at_its_default_is_the_same_experiment(monkeypatch):
+def test_a_changed_or_missing_field_is_another_experiment():
   saved = {'task': 'classification', 'learning_rate': 0.001, 'decode': {'beam_size': 1}}
-  current = {**saved, 'new_option': 0.0}
-  assert workdirs.config_differences(saved, current) == ['new_option']
-  monkeypatch.setitem(workdirs.ADDED_FIELDS, 'new_option', 0.0)
-  assert workdirs.config_differences(saved, current) == []
-  assert workdirs.config_differences(saved, {**saved, 'new_option': 0.1}) == ['new_option']
+  assert workdirs.config_differences(saved, {**saved, 'new_option': 0.0}) == ['new_option']
+  assert workdirs.config_differences(saved, {**saved, 'learning_rate': 0.01}) == ['learning_rate']
   # Runtime fields may change; tuples and lists (as JSON stores them) are the same value.
   assert workdirs.config_differences({**saved, 'sizes': [1, 2]},
                                      {**saved, 'sizes': (1, 2), 'decode': {'beam_size': 8}}) == []
 
 
-@pytest.mark.parametrize('config_module', ['cnn', 'seq2seq'])
-def test_a_workdir_written_before_the_training_options_is_the_same_experiment(config_module,
-                                                                              tmp_path):
-  # The training options' fields at their defaults equal a config that never had them.
-  import importlib  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f'configs.{config_module}').get_config()
-  from configs import training  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  options = training.add_training_options(ml_collections.ConfigDict())
-  old = {k: v for k, v in config.to_dict().items() if k not in options and k != 'num_samples'}
-  assert set(config.to_dict()) - set(old) <= set(workdirs.ADDED_FIELDS)
-  assert workdirs.config_differences(old, config) == []
-  records.write_json(str(tmp_path / 'config.json'), old)
-  restored = workdirs.config_for_evaluation(str(tmp_path), config)
-  assert restored.to_dict() == workdirs.as_json(config)
+def _contents(folder):
+  """{relative path: bytes} of every file under `folder` but the lock's own (whoever takes the
+  lock writes its name there)."""
+  files = {}
+  for root, _, names in os.walk(folder):
+    for name in set(names) - {workdirs.LOCK_FILE, workdirs.OWNER_FILE}:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, folder)] = f.read()
+  return files
+
+
+def test_a_workdir_of_another_format_is_refused_and_left_as_it_was(small_image_dir, tmp_path,
+                                                                    reference_run, monkeypatch):
+  """A run written in format 1, met by code that reads format 2: training and evaluation refuse
+  it with one error naming both formats and the commit that wrote it, and change nothing."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(reference_run, workdir)
+  before = _contents(workdir)
+  commit = records.read_json(os.path.join(workdir, 'results.json'))['provenance']['git']['commit']
+  monkeypatch.setattr(workdirs, 'FORMAT_VERSION', 2)
+  config = small_cnn_config(small_image_dir)
+  for run in (train.train_and_evaluate, train.evaluate):
+    with pytest.raises(UserError) as error:
+      run(config, workdir)
+    assert 'holds a run in workdir format 1' in str(error.value)
+    assert 'this hw2 reads format 2' in str(error.value) and commit[:12] in str(error.value)
+    assert '\n' not in str(error.value)
+    assert _contents(workdir) == before
+
+
+def test_a_workdir_without_a_format_is_format_0(small_image_dir, tmp_path, reference_run):
+  """config.json without the field (as hw2 wrote it before the field existed) is refused for
+  evaluation before any checkpoint is read; a config file that cannot be read stays damaged."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(reference_run, workdir)
+  path = os.path.join(workdir, records.CONFIG_FILE)
+  saved = records.read_json(path)
+  assert saved.pop(workdirs.FORMAT_KEY) == workdirs.FORMAT_VERSION
+  records.write_json(path, saved)
+  with pytest.raises(UserError, match='holds a run in workdir format 0 \\(config.json\\)'):
+    train.evaluate(small_cnn_config(small_image_dir), workdir)
+  # Through main.py: one error line, before the lock is taken, so not a byte changes.
+  before = {name: open(os.path.join(workdir, name), 'rb').read() for name in os.listdir(workdir)
+            if os.path.isfile(os.path.join(workdir, name))}
+  for mode in ('train', 'eval'):
+    result = subprocess.run(cli_args(small_cnn_config(small_image_dir), workdir)[:6]
+                            + ['--mode', mode], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert_one_error_line(result, 'workdir format 0 (config.json)', 'reads format 1')
+  assert before == {name: open(os.path.join(workdir, name), 'rb').read()
+                    for name in os.listdir(workdir) if os.path.isfile(os.path.join(workdir, name))}
 
 
 def test_atomic_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
@@ -197,9 +234,16 @@ def test_results_and_checkpoints_record_what_produced_them(cnn_config, tmp_path)
   results = train.train_and_evaluate(cnn_config, str(tmp_path))
   assert results['provenance']['packages']['jax'] == jax.__version__
   assert len(results['provenance']['git']['commit']) == 40  # The tests run in a git checkout.
+  machine = results['provenance']['machine']
+  assert (machine['platform'], machine['device_count']) == ('cpu', jax.device_count())
+  assert machine['processor'] and machine['cores'] == os.cpu_count()
+  assert re.fullmatch(r'\d{4}-\d\d-\d\d', results['provenance']['date'])
+  assert records.read_json(str(tmp_path / 'config.json'))[workdirs.FORMAT_KEY] == (
+      workdirs.FORMAT_VERSION)
   checkpoints = Checkpoints(str(tmp_path))
   meta = checkpoints.latest_meta()
   checkpoints.close()
   assert meta['provenance'] == results['provenance']
   assert meta['config'] == workdirs.as_json(cnn_config)
+  assert meta[workdirs.FORMAT_KEY] == workdirs.FORMAT_VERSION
   assert [r['epoch'] for r in meta['history']] == [1]

@@ -2,23 +2,21 @@
 
 Each model has a definition written with Flax's layers (cnn.py, seq2seq.py, transformer.py) and
 may have a CPU implementation of the same function with the same parameters in fast/. `build` is
-the one place that reads `config.model`: its `architecture` (translation: 'lstm' or
-'transformer') picks the model, its `impl` the implementation ('auto': fast on CPU where fast/ has
-one, else the reference), and its other fields reach the model's constructor as keyword
-arguments.
+the one place that reads `config.model`: the model's name (the CNN, or the translation task's
+`architecture`) picks the class, `impl` the implementation ('auto': fast on CPU where fast/ has
+one, else the reference), and its other fields reach the constructor as keyword arguments.
 """
-import importlib
-
 import jax
 import numpy as np
 
-IMPLS = ('auto', 'reference', 'fast')
-# Model name -> (module under hw2/models and hw2/models/fast, class name).
-MODELS = {'cnn': ('cnn', 'CNN'), 'seq2seq': ('seq2seq', 'Seq2Seq'),
-          'transformer': ('transformer', 'Transformer')}
-HAS_FAST = ('cnn', 'seq2seq')  # Models with an implementation in fast/.
-# config.model.architecture of the translation task -> model name.
-ARCHITECTURES = {'lstm': 'seq2seq', 'transformer': 'transformer'}
+from hw2.models import cnn
+from hw2.models import seq2seq
+from hw2.models import transformer
+from hw2.models.fast import cnn as fast_cnn
+from hw2.models.fast import seq2seq as fast_seq2seq
+
+IMPLS = ('auto', 'reference', 'fast')  # config.model.impl
+ARCHITECTURES = ('lstm', 'transformer')  # config.model.architecture of the translation task
 
 
 def resolve_impl(impl):
@@ -35,13 +33,18 @@ def impl_of(model):
 
 
 def build(name, model_config, **kwargs):
-  """The model `name` (a key of MODELS) in the implementation config.model.impl chooses, built
-  with config.model's other fields and `kwargs` (sizes that come from the data) as keyword
-  arguments."""
-  module_name, class_name = MODELS[name]
-  fast = name in HAS_FAST and resolve_impl(model_config.impl) == 'fast'
-  package = 'hw2.models.fast' if fast else 'hw2.models'
-  model_class = getattr(importlib.import_module(f'{package}.{module_name}'), class_name)
+  """The model `name` ('cnn', or an architecture of ARCHITECTURES) in the implementation that
+  config.model.impl chooses, built with config.model's other fields and `kwargs` (sizes that come
+  from the data) as keyword arguments."""
+  fast = resolve_impl(model_config.impl) == 'fast'
+  if name == 'cnn':
+    model_class = fast_cnn.CNN if fast else cnn.CNN
+  elif name == 'lstm':
+    model_class = fast_seq2seq.Seq2Seq if fast else seq2seq.Seq2Seq
+  elif name == 'transformer':  # One implementation (validation refuses impl='fast').
+    model_class = transformer.Transformer
+  else:
+    raise ValueError(f'no model {name!r}')
   settings = {k: v for k, v in model_config.items() if k not in ('impl', 'architecture')}
   return model_class(**settings, **kwargs)
 

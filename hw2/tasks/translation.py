@@ -14,6 +14,7 @@ from hw2 import models
 from hw2 import parallel
 from hw2 import plots
 from hw2 import records
+from hw2 import report
 from hw2.data import batching
 from hw2.data import text
 from hw2.errors import UserError
@@ -23,11 +24,11 @@ VOCAB_FILE = 'vocab.json'
 _LENGTH_MULTIPLE = 4  # Padded source lengths are multiples of this: few shapes, few compiles.
 
 
-def make_decode_fn(model, beam_size, max_length, alpha, return_steps=False):
-  """Pure (params, source [B, S], lengths [B]) -> (sequences [B, n, L], scores [B, n][, steps]).
+def make_decode_fn(model, beam_size, max_length, alpha):
+  """Pure (params, source [B, S], lengths [B]) -> (sequences [B, n, L], scores [B, n]).
 
   n = 1 for greedy decoding (beam_size 1), else beam_size hypotheses, best first. PAD and SOS are
-  never generated. `return_steps` adds the number of decoder steps run.
+  never generated.
   """
   def decode(params, source, lengths):
     variables = {'params': params}
@@ -43,12 +44,20 @@ def make_decode_fn(model, beam_size, max_length, alpha, return_steps=False):
       return jax.nn.log_softmax(logits), state
 
     if beam_size == 1:
-      sequences, logp, *steps = decoding.greedy_decode(
-          tokens_to_logprobs, state, batch, max_length, text.SOS, text.EOS, text.PAD, return_steps)
-      return (sequences[:, None], logp[:, None], *steps)
+      sequences, logp = decoding.greedy_decode(tokens_to_logprobs, state, batch, max_length,
+                                               text.SOS, text.EOS, text.PAD)
+      return sequences[:, None], logp[:, None]
     return decoding.beam_search(tokens_to_logprobs, state, batch, beam_size, max_length,
-                                text.SOS, text.EOS, alpha, text.PAD, return_steps)
+                                text.SOS, text.EOS, alpha, text.PAD)
   return decode
+
+
+def _with_targets(path, pairs):
+  """`pairs` (read from `path`), after checking that no target is empty."""
+  empty = sum(1 for _, t in pairs if not t)
+  if empty:
+    raise UserError(f'{path}: {empty} pairs have an empty target after normalisation')
+  return pairs
 
 
 def masked_cross_entropy(logits, labels, label_smoothing=0.0):
@@ -82,17 +91,17 @@ class Translation(base.Task):
     self.normalize = text.NORMALIZERS[config.normalize]
     self.splits = {}
     if mode == 'train':
-      self.splits['train'] = self._read_split('train_file', keep_long=False)
+      self.splits['train'] = self._read_training_split()
     if mode in ('train', 'eval'):  # eval: decoding settings are chosen on the validation split.
-      self.splits['validation'] = self._read_split('validation_file')
-      self.splits['test'] = self._read_split('test_file')
+      self.splits['validation'] = self._read_evaluated_split('validation_file')
+      self.splits['test'] = self._read_evaluated_split('test_file')
     if mode == 'train':  # Written by the loop, once every check has passed (workdir_files).
       self.source_vocab = text.Vocabulary.from_texts(s for s, _ in self.splits['train'])
       self.target_vocab = text.Vocabulary.from_texts(t for _, t in self.splits['train'])
     else:
       self.source_vocab, self.target_vocab = text.load_vocabularies(
           os.path.join(workdir, VOCAB_FILE))
-    name = models.ARCHITECTURES[config.model.architecture]
+    name = config.model.architecture
     # The Transformer's decode cache holds as many positions as decoding may generate.
     cache = {'max_decode_length': config.decode.max_length} if name == 'transformer' else {}
     self.model = models.build(name, config.model, source_vocab_size=self.source_vocab.size,
@@ -118,29 +127,36 @@ class Translation(base.Task):
                       f'{self.config.test_file}')
     return os.path.join(self.config.data_dir, self.config[field])
 
-  def _read_split(self, field, keep_long=True):
+  def _read_pairs(self, field):
+    """(path, normalised (source, target) pairs) of the split file config[field]."""
     path = self._path(field)
     pairs = text.read_pairs(path, self.config.source_column, self.config.target_column,
                             self.normalize)
     if not any(s or t for s, t in pairs):
       raise UserError(f'{path}: normalize={self.config.normalize!r} leaves no characters, so the '
                       'vocabulary would be empty (try --config.normalize=none)')
-    if not keep_long:
-      limit = self.config.max_length
-      pairs = [(s, t) for s, t in pairs if len(s) <= limit and len(t) <= limit]
-      if not pairs:
-        raise UserError(f'{path}: no pair has both sides within --config.max_length={limit}')
-    else:  # Evaluated sentences: every source must fit the decoder, checked before training.
-      limit = self.config.decode.max_source_length
-      long = next((i for i, (s, _) in enumerate(pairs) if len(s) > limit), None)
-      if long is not None:
-        raise UserError(f'{path}: pair {long + 1} has a source of {len(pairs[long][0])} '
-                        f'characters after normalisation, more than --config.decode.'
-                        f'max_source_length={limit}; raise it or shorten the sentence')
-    empty = sum(1 for _, t in pairs if not t)
-    if empty:
-      raise UserError(f'{path}: {empty} pairs have an empty target after normalisation')
-    return pairs
+    return path, pairs
+
+  def _read_training_split(self):
+    """The training pairs with both sides within config.max_length (the longer are dropped)."""
+    path, pairs = self._read_pairs('train_file')
+    limit = self.config.max_length
+    pairs = [(s, t) for s, t in pairs if len(s) <= limit and len(t) <= limit]
+    if not pairs:
+      raise UserError(f'{path}: no pair has both sides within --config.max_length={limit}')
+    return _with_targets(path, pairs)
+
+  def _read_evaluated_split(self, field):
+    """Every pair of a validation or test split; each source must fit the decoder, checked
+    before training."""
+    path, pairs = self._read_pairs(field)
+    limit = self.config.decode.max_source_length
+    long = next((i for i, (s, _) in enumerate(pairs) if len(s) > limit), None)
+    if long is not None:
+      raise UserError(f'{path}: pair {long + 1} has a source of {len(pairs[long][0])} '
+                      f'characters after normalisation, more than --config.decode.'
+                      f'max_source_length={limit}; raise it or shorten the sentence')
+    return _with_targets(path, pairs)
 
   # --- Training ---------------------------------------------------------------------------------
 
@@ -243,8 +259,8 @@ class Translation(base.Task):
     pairs = self.splits['validation'][:self.config.num_samples]
     if not pairs or 'validation' not in self._predictions:
       return ''
-    rows = [f'| {s} | {r} | {p} |' for (s, r), p in zip(pairs, self._predictions['validation'])]
-    return '\n'.join(['| source | reference | translation |', '|---|---|---|', *rows])
+    return report.table(['source', 'reference', 'translation'],
+                        [(s, r, p) for (s, r), p in zip(pairs, self._predictions['validation'])])
 
   def attention_weights(self, params, source, prediction):
     """Attention [len(prediction) + 1, len(source)] over the source while the model produces
