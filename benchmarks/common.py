@@ -35,7 +35,7 @@ def timed(fn, *args, repeats=3):
   return best
 
 
-IMPLS = ('reference', 'fast')  # config.model.impl: each benchmark measures both.
+IMPLS = ('reference', 'fast')  # The CNN's config.model.impl: its benchmarks measure both.
 
 
 def cnn_task(data_dir, batch_size, examples, impl='auto'):

@@ -1,9 +1,8 @@
-"""What each departure of the fast implementations from Flax's library gains, measured by
-alternating training epochs with and without it in one process (hw2/train.py's jitted multi-step,
-the homework's batch sizes: CNN 8, translation 64 with attention).
+"""What each departure of the fast CNN from Flax's library gains, measured by alternating
+training epochs with and without it in one process (hw2/train.py's jitted multi-step, the
+homework's batch size 8).
 
-  python benchmarks/departures.py [--task cnn|s2s|both] [--rounds 5] [--examples 4000]
-                                  [--cnn_batch 8]
+  python benchmarks/departures.py [--rounds 5] [--examples 4000] [--cnn_batch 8]
 
 Each variant is the fast implementation with one departure replaced by the library's way (or the
 reference model itself); after one compiling epoch each, the variants' epochs run in turn,
@@ -17,7 +16,7 @@ import time
 
 import jax
 
-from common import KMNIST_DIR, SPA_ENG_DIR, cnn_task, emit, s2s_task
+from common import KMNIST_DIR, cnn_task, emit
 
 
 @contextlib.contextmanager
@@ -34,23 +33,11 @@ def patched(module, **values):
 
 
 def cnn_variants():
-  from hw2.models.fast import cnn as fast_cnn  # pylint: disable=g-import-not-at-top
+  """The fast CNN against its definition: the fused convolution, ReLU and pooling, with its
+  channel-major layout (hw2/models/fast/cnn.py), is what remains of the departures."""
   return {
       'fast': ('fast', {}, None),
-      'max_of_4 as a reduce over the short axis': (
-          'fast', {}, (fast_cnn, {'max_of_4': lambda x: x.max(axis=0)})),
-      "conv2_windows with XLA's gradient of the slices": (
-          'fast', {}, (fast_cnn, {'conv2_windows': fast_cnn._conv2_windows})),  # pylint: disable=protected-access
       'reference': ('reference', {}, None),
-  }
-
-
-def s2s_variants():
-  """The fast translator is the reference with its dropout masks drawn by the unrolled threefry
-  (hw2/models/fast/seq2seq.py): the reference is the variant without that departure."""
-  return {
-      'fast': ('fast', {}, None),
-      'reference (nn.Dropout, threefry loop)': ('reference', {}, None),
   }
 
 
@@ -98,17 +85,12 @@ def measure(name, variants, make_task, rounds):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument('--task', default='both', choices=['cnn', 's2s', 'both'])
   parser.add_argument('--rounds', type=int, default=5)
   parser.add_argument('--examples', type=int, default=4000, help='CNN training images')
   parser.add_argument('--cnn_batch', type=int, default=8, help='the homework: 8')
   args = parser.parse_args()
-  if args.task in ('cnn', 'both'):
-    measure(f'cnn_batch{args.cnn_batch}', cnn_variants(),
-            lambda impl: cnn_task(KMNIST_DIR, args.cnn_batch, args.examples, impl), args.rounds)
-  if args.task in ('s2s', 'both'):
-    measure('s2s_batch64', s2s_variants(), lambda impl: s2s_task(SPA_ENG_DIR, impl=impl),
-            args.rounds)
+  measure(f'cnn_batch{args.cnn_batch}', cnn_variants(),
+          lambda impl: cnn_task(KMNIST_DIR, args.cnn_batch, args.examples, impl), args.rounds)
 
 
 if __name__ == '__main__':

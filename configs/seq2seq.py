@@ -36,8 +36,7 @@ def get_config():
   config.max_length = 19  # Training pairs with a side longer than this are dropped ("< 20").
 
   # The model (hw2/models/seq2seq.py): config.model reaches its constructor as keyword arguments.
-  # impl: 'reference', 'fast' (hw2/models/fast/, for CPUs) or 'auto' (fast on CPU, reference on
-  # GPU/TPU); a runtime setting, free to change on resume, eval or translate.
+  # impl: 'auto' or 'reference' (the translators have one implementation, their definition).
   config.model = ml_collections.ConfigDict()
   config.model.impl = 'auto'
   config.model.architecture = 'lstm'  # configs/transformer.py: 'transformer'.

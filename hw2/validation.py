@@ -230,13 +230,13 @@ def _check_model_fields(model, prefix):
                f'has {", ".join(extra)}, which the {architecture} model does not take')
     raise UserError(f'--config.{prefix}model {problem}: the {architecture} model takes '
                     f'{", ".join(fields)}')
+  if model.impl == 'fast':
+    raise UserError(f'--config.{prefix}model.impl=fast: the {architecture} translator has one '
+                    'implementation, its definition; use auto or reference')
   if architecture == 'transformer':
     if model.hidden_size % model.num_heads:
       raise UserError(f'--config.{prefix}model.hidden_size={model.hidden_size} does not divide '
                       f'into --config.{prefix}model.num_heads={model.num_heads} heads')
-    if model.impl == 'fast':
-      raise UserError(f'--config.{prefix}model.impl=fast: the transformer has one '
-                      'implementation; use auto or reference')
 
 
 def _check_parts(config):

@@ -1,4 +1,4 @@
-"""Each fast implementation (hw2/models/fast/) computes its definition's function (hw2/models/):
+"""The fast CNN (hw2/models/fast/) computes its definition's function (hw2/models/cnn.py):
 the same parameters, outputs and gradients with dropout off and on (the same masks), the same
 parameters after Adam steps, and checkpoints that move between them; `impl='auto'` chooses."""
 import jax
@@ -10,9 +10,7 @@ import pytest
 
 from hw2 import models
 from hw2.models import cnn
-from hw2.models import seq2seq
 from hw2.models.fast import cnn as fast_cnn
-from hw2.models.fast import seq2seq as fast_seq2seq
 
 
 def _images(seed, batch):
@@ -96,97 +94,6 @@ def test_cnn_twenty_adam_steps_reach_the_definitions_parameters(cnn_params):
     # the squared gradients' average, so where a gradient is near zero, the two definitions'
     # different rounding (which depends on the CPU's kernels) moves a weight by up to 1.3e-5.
     np.testing.assert_allclose(a, b, atol=5e-5, rtol=1e-4)
-
-
-def test_max_of_4_has_reduce_max_gradient_also_at_ties():
-  x = jnp.array([[[1.0, 0.0, 2.0]], [[3.0, 0.0, 2.0]], [[-1.0, 0.0, 0.5]], [[3.0, 0.0, 1.0]]])
-  np.testing.assert_array_equal(fast_cnn.max_of_4(x), x.max(axis=0))
-  weights = jnp.array([[1.0, 2.0, 3.0]])
-  ours = jax.grad(lambda x: (fast_cnn.max_of_4(x) * weights).sum())(x)
-  np.testing.assert_array_equal(ours, jax.grad(lambda x: (x.max(axis=0) * weights).sum())(x))
-  np.testing.assert_array_equal(ours[:, 0, 1], [0.5, 0.5, 0.5, 0.5])  # A 4-way tie shares.
-
-
-# --- Translation --------------------------------------------------------------------------------
-
-V_SRC, V_TGT = 12, 9
-
-
-def _batch(seed):
-  rng = np.random.RandomState(seed)
-  lengths = jnp.array([7, 3, 5, 1])
-  source = jnp.asarray(rng.randint(4, V_SRC, (4, 8)) * (np.arange(8) < lengths[:, None]))
-  target = jnp.asarray(rng.randint(4, V_TGT, (4, 6)))
-  return source, lengths, target
-
-
-@pytest.fixture(scope='module', params=[False, True], ids=['plain', 'attention'])
-def s2s(request):
-  kwargs = {'hidden_size': 16, 'dropout_rate': 0.3, 'use_attention': request.param}
-  reference = seq2seq.Seq2Seq(V_SRC, V_TGT, **kwargs)
-  fast = fast_seq2seq.Seq2Seq(V_SRC, V_TGT, **kwargs)
-  source, lengths, target = _batch(0)
-  params = reference.init(jax.random.key(0), source, lengths, target)['params']
-  _assert_trees_close(fast.init(jax.random.key(0), source, lengths, target)['params'], params,
-                      rtol=0, atol=0)
-  return reference, fast, params
-
-
-def test_seq2seq_outputs_and_gradients_equal_the_definitions(s2s):
-  reference, fast, params = s2s
-  source, lengths, target = _batch(1)
-  rngs = {'dropout': jax.random.key(3)}
-  for train in (False, True):
-    np.testing.assert_allclose(
-        fast.apply({'params': params}, source, lengths, target, train, rngs=rngs),
-        reference.apply({'params': params}, source, lengths, target, train, rngs=rngs),
-        atol=2e-5, rtol=1e-5)
-
-  def loss(model, p):
-    logits = model.apply({'params': p}, source, lengths, target, True, rngs=rngs)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
-
-  _assert_trees_close(jax.grad(lambda p: loss(fast, p))(params),
-                      jax.grad(lambda p: loss(reference, p))(params), atol=1e-5, rtol=1e-4)
-
-
-def test_seq2seq_decode_step_equals_the_definitions(s2s):
-  reference, fast, params = s2s
-  source, lengths, target = _batch(2)
-  states = [m.apply({'params': params}, source, lengths, method='encode') for m in (fast, reference)]
-  for t in range(target.shape[1]):
-    outputs = []
-    for i, model in enumerate((fast, reference)):
-      memory, mask, state = states[i]
-      logits, state = model.apply({'params': params}, target[:, t], state, memory, mask,
-                                  method='decode_step')
-      states[i] = (memory, mask, state)
-      outputs.append(logits)
-    np.testing.assert_allclose(outputs[0], outputs[1], atol=2e-5, rtol=1e-5)
-
-
-def test_seq2seq_adam_steps_reach_the_definitions_parameters(s2s):
-  reference, fast, params = s2s
-  source, lengths, target = _batch(10)
-
-  def loss_at(model):
-    def loss(p, t):
-      logits = model.apply({'params': p}, source, lengths, target, True,
-                           rngs={'dropout': jax.random.fold_in(jax.random.key(5), t)})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
-    return loss
-
-  _assert_trees_close(adam_steps(params, loss_at(fast), 10, 3e-3),
-                      adam_steps(params, loss_at(reference), 10, 3e-3), atol=1e-5, rtol=1e-4)
-
-
-def test_seq2seq_fast_draws_its_masks_with_the_unrolled_threefry(s2s):
-  reference, fast, params = s2s
-  source, lengths, target = _batch(4)
-  programs = [str(jax.make_jaxpr(lambda p: m.apply(  # pylint: disable=cell-var-from-loop
-      {'params': p}, source, lengths, target, True, rngs={'dropout': jax.random.key(0)}))(params))
-              for m in (reference, fast)]
-  assert 'random_bits' in programs[0] and 'random_bits' not in programs[1]
 
 
 # --- Choosing ------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-"""The translation model, both implementations (hw2/models/seq2seq.py is the definition,
-hw2/models/fast/seq2seq.py the CPU one): LSTM maths, padding invariance, attention masking, the
-masked loss. tests/test_models.py holds the fast one to the definition."""
+"""The translation model (hw2/models/seq2seq.py): LSTM maths, padding invariance, attention
+masking, the masked loss."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,10 +7,9 @@ import pytest
 
 from hw2.models import count_params
 from hw2.models import seq2seq as reference
-from hw2.models.fast import seq2seq as fast_seq2seq
 from hw2.tasks.translation import masked_cross_entropy
 
-IMPLEMENTATIONS = {'reference': reference, 'fast': fast_seq2seq}
+IMPLEMENTATIONS = {'reference': reference}
 
 V_SRC, V_TGT = 12, 9
 

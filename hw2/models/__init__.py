@@ -1,10 +1,10 @@
 """Flax Linen models, used through pure `init` / `apply`.
 
-Each model has a definition written with Flax's layers (cnn.py, seq2seq.py, transformer.py) and
-may have a CPU implementation of the same function with the same parameters in fast/. `build` is
-the one place that reads `config.model`: the model's name (the CNN, or the translation task's
-`architecture`) picks the class, `impl` the implementation ('auto': fast on CPU where fast/ has
-one, else the reference), and its other fields reach the constructor as keyword arguments.
+Each model has a definition written with Flax's layers (cnn.py, seq2seq.py, transformer.py); the
+CNN also has a CPU implementation of the same function with the same parameters in fast/. `build`
+is the one place that reads `config.model`: the model's name (the CNN, or the translation task's
+`architecture`) picks the class, `impl` the CNN's implementation ('auto': fast on the CPU, else
+the reference), and its other fields reach the constructor as keyword arguments.
 """
 import jax
 import numpy as np
@@ -13,7 +13,6 @@ from hw2.models import cnn
 from hw2.models import seq2seq
 from hw2.models import transformer
 from hw2.models.fast import cnn as fast_cnn
-from hw2.models.fast import seq2seq as fast_seq2seq
 
 IMPLS = ('auto', 'reference', 'fast')  # config.model.impl
 ARCHITECTURES = ('lstm', 'transformer')  # config.model.architecture of the translation task
@@ -39,9 +38,9 @@ def build(name, model_config, **kwargs):
   fast = resolve_impl(model_config.impl) == 'fast'
   if name == 'cnn':
     model_class = fast_cnn.CNN if fast else cnn.CNN
-  elif name == 'lstm':
-    model_class = fast_seq2seq.Seq2Seq if fast else seq2seq.Seq2Seq
-  elif name == 'transformer':  # One implementation (validation refuses impl='fast').
+  elif name == 'lstm':  # The translators have one implementation (validation refuses 'fast').
+    model_class = seq2seq.Seq2Seq
+  elif name == 'transformer':
     model_class = transformer.Transformer
   else:
     raise ValueError(f'no model {name!r}')

@@ -1,5 +1,5 @@
 """The CNN of hw2/models/cnn.py (its function, parameters and dropout masks), written for speed on
-CPU; BUILD.md gives what it gains:
+CPU; docs/performance.md gives what it gains:
 
 - Each convolution + ReLU + 2x2 max-pooling is one matrix product. For a pooled output position,
   the (KH + 1) x (KW + 1) input window under its 2x2 pooling window holds everything its four
@@ -16,7 +16,6 @@ CPU; BUILD.md gives what it gains:
 The dense layers and dropout are Flax's own.
 """
 import flax.linen as nn
-import jax
 from jax import lax
 import jax.numpy as jnp
 
@@ -32,35 +31,6 @@ class ConvParameters(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(), self.kernel_shape, jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), self.kernel_shape[-1:], jnp.float32)
     return kernel, bias
-
-
-@jax.custom_vjp
-def max_of_4(x):
-  """[4, O, ...] -> [O, ...]: the max over the leading axis, with reduce_max's gradient (tied maxima
-  share it), as elementwise ops: on CPU XLA's reduce over a short leading axis is slow."""
-  return jnp.maximum(jnp.maximum(x[0], x[1]), jnp.maximum(x[2], x[3]))
-
-
-def _max_of_4_fwd(x):
-  m = max_of_4(x)
-  return m, (x, m)
-
-
-def _max_of_4_bwd(residuals, g):
-  """Entry k gets g / (number of maxima) where x[k] is a maximum, else 0. Computed on [O, N] views,
-  and each entry's count summed in its own order (exact: it adds 0s and 1s), so that the four
-  outputs share no intermediate array and XLA computes them in one kernel instead of first storing
-  the four comparisons."""
-  x, m = residuals
-  flat = x.reshape(4, x.shape[1], -1)
-  m, g = m.reshape(flat.shape[1:]), g.reshape(flat.shape[1:])
-  hits = [(flat[k] == m).astype(g.dtype) for k in range(4)]
-  counts = [((hits[k] + hits[(k + 1) % 4]) + hits[(k + 2) % 4]) + hits[(k + 3) % 4]
-            for k in range(4)]
-  return (jnp.stack([hits[k] * g / counts[k] for k in range(4)]).reshape(x.shape),)
-
-
-max_of_4.defvjp(_max_of_4_fwd, _max_of_4_bwd)
 
 
 def pooled_kernel(kernel):
@@ -93,42 +63,21 @@ def conv1_windows(images):
   return jnp.stack(rows).reshape(36, b * 196)
 
 
-@jax.custom_vjp
 def conv2_windows(pooled):
   """[8, B, 2, 2, 7, 7] (channel c, b, row parity r, column parity s, I, J: the first block's
   output in space-to-depth order) -> [128, B * 36]: the 4x4 window under each 2x2 pooling window of
-  the second convolution's 12x12 output. Row (a, e, c, r, s) is window pixel (2 a + r, 2 e + s);
-  column (b, i, j) the pooled position, i, j < 6."""
-  return _conv2_windows(pooled)
-
-
-def _conv2_windows(pooled):
+  the second convolution's 12x12 output, as four unit-stride slices. Row (a, e, c, r, s) is window
+  pixel (2 a + r, 2 e + s); column (b, i, j) the pooled position, i, j < 6."""
   b = pooled.shape[1]
   x = pooled.transpose(0, 2, 3, 1, 4, 5).reshape(32, b, 7, 7)
   return jnp.stack([x[..., a:a + 6, e:e + 6] for a in (0, 1) for e in (0, 1)]).reshape(128, b * 36)
-
-
-def _conv2_windows_fwd(pooled):
-  return _conv2_windows(pooled), pooled.shape
-
-
-def _conv2_windows_bwd(shape, g):  # The four slices' transposes: plain pads.
-  b = shape[1]
-  g = g.reshape(4, 32, b, 6, 6)
-  pads = [jnp.pad(g[2 * a + e], ((0, 0), (0, 0), (a, 1 - a), (e, 1 - e)))
-          for a in (0, 1) for e in (0, 1)]
-  x = ((pads[0] + pads[1]) + (pads[2] + pads[3])).reshape(8, 2, 2, b, 7, 7)
-  return (x.transpose(0, 3, 1, 2, 4, 5),)
-
-
-conv2_windows.defvjp(_conv2_windows_fwd, _conv2_windows_bwd)
 
 
 def _pooled_relu(products, bias, positions):
   """[4 * O, N] products -> ReLU(max over the 4 offsets + bias): [O, *positions] (N = the product
   of `positions`)."""
   o = bias.shape[0]
-  x = max_of_4(products.reshape(4, o, *positions))
+  x = products.reshape(4, o, *positions).max(axis=0)
   return nn.relu(x + bias.reshape(o, *(1,) * len(positions)))
 
 
