@@ -3,11 +3,14 @@ the CNN at lr 1e-2 over two seeds, and the report's tables against the runs' own
 import os
 
 import numpy as np
+import pytest
 
 from configs import beyond as beyond_config
 from conftest import homework_pairs_folder
 from hw2 import beyond
 from hw2 import records
+
+pytestmark = pytest.mark.slow  # Trains, or starts main.py processes that do.
 
 
 def shrunk(small_image_dir, text_dir):

@@ -15,6 +15,7 @@ def params():
   return CNN().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))['params']
 
 
+@pytest.mark.slow
 def test_parameter_count_is_the_homeworks(params):
   assert count_params(params) == 420_906
   assert params['conv1']['kernel'].shape == (5, 5, 1, 8)

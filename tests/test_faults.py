@@ -14,6 +14,8 @@ from conftest import ROOT, homework_pairs_folder
 from hw2 import records
 from test_cli import assert_one_error_line
 
+pytestmark = pytest.mark.slow  # Trains, or starts main.py processes that do.
+
 TIMEOUT = 300
 HOOKED_MAIN = os.path.join(ROOT, 'tests', 'main_with_save_hook.py')
 TIMINGS = ('train_seconds', 'examples_per_second')

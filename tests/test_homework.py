@@ -7,9 +7,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, SPA_ENG_DIR
 from hw2 import records
 from test_cli import run_main
+
+pytestmark = pytest.mark.slow  # Trains, or starts main.py processes that do.
 
 
 def shrunk_flags(small_image_dir, text_dir):

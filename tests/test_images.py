@@ -112,6 +112,7 @@ def _write_raw_idx(path, array):
   return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('dataset', ['kmnist', 'mnist'])
 def test_tfds_download_and_prepare_with_only_the_network_replaced(dataset, tmp_path,
                                                                   monkeypatch):

@@ -1,10 +1,14 @@
 """Real-data integration: the homework CNN and settings on the KMNIST images shipped in data/."""
 import os
 
+import pytest
+
 from conftest import KMNIST_DIR
 from configs import cnn
 from hw2 import records
 from hw2 import train
+
+pytestmark = pytest.mark.slow  # Trains, or starts main.py processes that do.
 
 
 def test_homework_settings_on_resplit_kmnist_test_images(tmp_path):

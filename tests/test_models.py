@@ -36,6 +36,7 @@ def test_cnn_parameters_are_the_definitions(cnn_params):
   _assert_trees_close(fast, cnn_params, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_cnn_outputs_and_gradients_equal_the_definitions(cnn_params):
   x, labels = _images(2, 16), jnp.arange(16) % 10
   rngs = {'dropout': jax.random.key(7)}
@@ -77,6 +78,7 @@ def adam_steps(params, loss_at, steps, learning_rate):
   return p
 
 
+@pytest.mark.slow
 def test_cnn_twenty_adam_steps_reach_the_definitions_parameters(cnn_params):
   """New batch and dropout key at each step, dropout on."""
   def loss_at(model):

@@ -53,6 +53,7 @@ def logged_rates(workdir):
 
 @pytest.mark.parametrize('schedule, warmup', [('cosine', 10), ('linear', 0), ('rsqrt', 5),
                                               ('constant', 7)])
+@pytest.mark.slow
 def test_the_loop_applies_and_records_the_schedule(cnn_config, tmp_path, schedule, warmup):
   cnn_config.update(schedule=schedule, warmup_steps=warmup, final_learning_rate_fraction=0.1,
                     steps_per_call=1)
@@ -143,6 +144,7 @@ def test_the_moving_average_is_the_hand_computed_one():
     np.testing.assert_allclose(state.ema['w'], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_run_evaluates_the_moving_average(cnn_config, tmp_path):
   cnn_config.update(ema_decay=0.9, num_epochs=1)
   workdir = str(tmp_path)
@@ -213,6 +215,7 @@ def test_plateau_scale_reaches_the_optimizer(cnn_config):
   np.testing.assert_allclose(update['w'], [-0.25, -0.5])
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_run_that_cannot_improve(cnn_config, tmp_path):
   # At a rate of 1e-12 the parameters do not move enough to change one prediction.
   cnn_config.update(learning_rate=1e-12, early_stopping_patience=2, num_epochs=10)
@@ -228,6 +231,7 @@ def test_early_stopping_ends_a_run_that_cannot_improve(cnn_config, tmp_path):
   assert records.read_metrics(workdir) == history
 
 
+@pytest.mark.slow
 def test_validation_loss_is_the_mean_cross_entropy(cnn_config, tmp_path):
   cnn_config.num_epochs = 1
   workdir = str(tmp_path)
@@ -250,6 +254,7 @@ class Stop(Exception):
     {'schedule': 'plateau', 'plateau_patience': 1, 'plateau_factor': 0.5, 'label_smoothing': 0.1,
      'learning_rate': 0.05},
 ], ids=['cosine', 'plateau'])
+@pytest.mark.slow
 def test_a_resumed_scheduled_run_equals_an_uninterrupted_one(cnn_config, tmp_path, monkeypatch,
                                                               options):
   cnn_config.update(num_epochs=3, **options)
@@ -280,6 +285,7 @@ def test_a_warmup_longer_than_the_run_is_refused_before_any_file(cnn_config, tmp
   assert not os.path.exists(tmp_path / 'run')
 
 
+@pytest.mark.slow
 def test_a_decaying_schedule_cannot_be_extended_on_resume(cnn_config, tmp_path):
   cnn_config.update(schedule='cosine', num_epochs=1)
   train.train_and_evaluate(cnn_config, str(tmp_path))

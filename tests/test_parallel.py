@@ -15,6 +15,8 @@ from hw2 import parallel
 from hw2 import records
 from test_cli import assert_one_error_line
 
+pytestmark = pytest.mark.slow  # Trains, or starts main.py processes that do.
+
 TIMEOUT = 300
 
 

@@ -71,6 +71,7 @@ def test_homework_size_parameter_count(impl):
   assert count_params(params) == embeddings + encoder + decoder + attention
 
 
+@pytest.mark.slow
 def test_padding_changes_nothing(model_and_params):
   model, params = model_and_params
   sentence = jnp.array([5, 7, 4, 9, 6])
@@ -91,6 +92,7 @@ def test_padding_changes_nothing(model_and_params):
     np.testing.assert_allclose(logits, results[0][2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_attention_is_zero_on_padding_and_sums_to_one(impl):
   model = impl.Seq2Seq(V_SRC, V_TGT, hidden_size=16, use_attention=True)
   source = jnp.array([[5, 7, 4, 0, 0, 0], [4, 4, 5, 6, 7, 8]])

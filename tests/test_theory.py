@@ -3,6 +3,7 @@ identity self-attention matches general attention code."""
 from hypothesis import given, settings, strategies as st
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import theory as theory_config
 from hw2 import theory
@@ -21,6 +22,7 @@ def conv_cases(draw):
   return (h, w), (m, n), stride, (p_h, p_w), seed
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(conv_cases())
 def test_matrix_times_vec_x_is_the_convolution(case):
@@ -39,6 +41,7 @@ def test_matrix_times_vec_x_is_the_convolution(case):
   np.testing.assert_allclose(sparse_a @ jnp.ravel(x), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.integers(1, 12), st.integers(1, 12), st.data())
 def test_without_padding_every_row_holds_the_whole_filter(h, w, data):
@@ -58,6 +61,7 @@ def test_the_questions_small_case_by_hand():
                                     [0, 0, 0, 1, 2, 0, 3, 4, 0], [0, 0, 0, 0, 1, 2, 0, 3, 4]])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.integers(2, 40), st.integers(2, 40), st.data())
 def test_parameter_counts_match_the_flax_modules(h, w, data):
@@ -76,6 +80,7 @@ def test_counts_for_the_homeworks_28x28_5x5_case():
   assert theory.conv_net_param_count(9, 7, 2, 4) == 8 + 3 * 4 * 2  # floor(8/2) * floor(4/2)
 
 
+@pytest.mark.slow
 @FEW
 @given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**16), st.floats(0.1, 3.0))
 def test_identity_self_attention_matches_general_attention(h, w, seed, scale):

@@ -1,6 +1,7 @@
 """What a run reports: TensorBoard events equal metrics.jsonl, the parameter overview."""
 import os
 
+import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from hw2 import records
@@ -8,6 +9,7 @@ from hw2 import train
 from hw2 import tracking
 
 
+@pytest.mark.slow
 def test_tensorboard_events_hold_the_metrics_of_each_epoch(cnn_config, tmp_path):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(cnn_config, workdir)

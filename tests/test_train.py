@@ -44,6 +44,7 @@ def test_run_writes_metrics_results_and_figures(cnn_config, tmp_path):
   assert len(records.read_metrics(workdir)) == 2
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_at_the_saved_epoch(cnn_config, tmp_path):
   cnn_config.num_epochs = 3
   straight = str(tmp_path / 'straight')
@@ -73,6 +74,7 @@ def _state(num_classes, seed=0):
   return train.create_train_state(task, cnn.get_config(), jax.random.key(seed), steps_per_epoch=1)
 
 
+@pytest.mark.slow
 def test_save_then_restore_gives_identical_predictions(tmp_path):
   state = _state(10, seed=3)
   checkpoints = Checkpoints(str(tmp_path))
@@ -133,6 +135,7 @@ def test_changed_config_in_same_workdir_is_refused(cnn_config, tmp_path):
   assert open(os.path.join(workdir, 'results.json')).read() == before
 
 
+@pytest.mark.slow
 def test_sweep_writes_a_table_with_the_best_value_marked(cnn_config, tmp_path):
   cnn_config.num_epochs = 1
   rows = sweeps.run_sweep(cnn_config, str(tmp_path), 'learning_rate=1e-3,1e-9')

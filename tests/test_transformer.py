@@ -29,6 +29,7 @@ def model_and_params():
   return model, params
 
 
+@pytest.mark.slow
 def test_padding_changes_nothing(model_and_params):
   model, params = model_and_params
   sentence = jnp.array([5, 7, 4, 9, 6])
@@ -59,6 +60,7 @@ def test_a_position_sees_only_the_tokens_before_it(model_and_params):
   assert not np.allclose(logits_a[:, 3:], logits_b[:, 3:])
 
 
+@pytest.mark.slow
 def test_the_cached_step_equals_teacher_forced_decoding(model_and_params):
   model, params = model_and_params
   source, lengths = jnp.array([[5, 7, 4, 0], [4, 8, 9, 6]]), jnp.array([3, 4])
@@ -102,6 +104,7 @@ def _step_functions(model, params, source, lengths, beam_size):
   return (cached, cache), (recomputed, empty)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('beam_size', [1, 4])
 def test_decoding_with_the_cache_equals_decoding_without(model_and_params, beam_size):
   model, params = model_and_params
@@ -120,6 +123,7 @@ def test_decoding_with_the_cache_equals_decoding_without(model_and_params, beam_
   np.testing.assert_allclose(logp, logp_without, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_trains_and_translates_through_the_loop(tmp_path):
   rng = np.random.RandomState(0)
   for name, n in (('train', 1500), ('val', 100), ('test', 100)):

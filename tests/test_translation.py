@@ -56,6 +56,7 @@ def reverse_run(tmp_path_factory):
   return config, workdir, results
 
 
+@pytest.mark.slow
 def test_learns_to_reverse_strings(reverse_run):
   _, workdir, results = reverse_run
   assert results['test_error_rate'] < 0.05, results
@@ -136,6 +137,7 @@ def test_attention_weights_follow_the_reversal(reverse_run):
   assert np.mean(np.argmax(weights[:6], axis=1) == np.arange(5, -1, -1)) >= 0.5
 
 
+@pytest.mark.slow
 def test_beam_search_in_eval_and_translate(reverse_run, capsys):
   config, workdir, results = reverse_run
   config = config.copy_and_resolve_references()
@@ -162,6 +164,7 @@ def test_decoding_metrics_on_the_validation_split_match_the_training_record(reve
   assert beam['error_rate'] <= greedy['error_rate'] + 0.01
 
 
+@pytest.mark.slow
 def test_translate_cli_with_text_and_stdin(reverse_run):
   config, workdir, _ = reverse_run
   result = run_main('--config', 'configs/seq2seq.py', '--workdir', workdir, '--mode', 'translate',
@@ -179,6 +182,7 @@ def test_translate_cli_with_text_and_stdin(reverse_run):
                         '--config.decode.max_source_length')
 
 
+@pytest.mark.slow
 def test_non_latin_script_trains_with_normalize_none(tmp_path):
   pairs = [('привет мир', 'مرحبا بالعالم'), ('кот', 'قطة'), ('дом', 'منزل'), ('вода', 'ماء')] * 8
   for name in ('train', 'val', 'test'):
@@ -226,6 +230,7 @@ class Stop(Exception):
   pass
 
 
+@pytest.mark.slow
 def test_grid_sweep_over_seeds_gives_mean_and_std_and_resumes(tmp_path, monkeypatch):
   from hw2 import sweeps  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(1)

@@ -51,6 +51,7 @@ def reference_run(small_image_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_two_writers_started_together_one_trains_the_other_exits(cnn_config, tmp_path,
                                                                  reference_run):
   workdir = tmp_path / 'shared_workdir'
@@ -76,6 +77,7 @@ def test_two_writers_started_together_one_trains_the_other_exits(cnn_config, tmp
   assert_same_run(workdir, reference_run)
 
 
+@pytest.mark.slow
 def test_kill_9_frees_the_lock_and_the_rerun_resumes(cnn_config, tmp_path, reference_run):
   workdir = tmp_path / 'killed'
   cnn_config.num_epochs = 2
@@ -135,6 +137,7 @@ def test_full_disk_while_writing_metrics(cnn_config, tmp_path, reference_run, mo
   assert_same_run(workdir, reference_run)
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving_a_checkpoint(cnn_config, tmp_path, reference_run, monkeypatch):
   workdir = str(tmp_path / 'full')
   real_save = ocp.CheckpointManager.save
