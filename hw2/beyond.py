@@ -161,8 +161,8 @@ def _translation_table(workdir, config):
         *(_stats([r[f'test_{k}'] for r in results], digits) for k, digits in DIGITS),
         *(_stats([b.get(k) for b in beams], digits) for k, digits in DIGITS)])
   k = config.beam_size
-  header = ['run', 'parameters', 'epochs', 'settings tuned by', 'training time (mean)', 'error rate', 'chrF', 'BLEU',
-            f'error rate, beam {k}', f'chrF, beam {k}', f'BLEU, beam {k}']
+  header = ['run', 'parameters', 'epochs', 'settings tuned by', 'training time (mean)',
+            'error rate', 'chrF', 'BLEU', f'error rate, beam {k}', f'chrF, beam {k}', f'BLEU, beam {k}']
   return report.table(header, rows)
 
 
@@ -236,7 +236,7 @@ def write_report(workdir):
   """WORKDIR/report.md from the finished parts; returns its path."""
   from configs import beyond  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(
-      report.experiment_fields(report.read(workdir, records.CONFIG_FILE)))
+      workdirs.without_format(report.read(workdir, records.CONFIG_FILE)))
   if config.get('task') != 'beyond':
     raise UserError(f'--mode report with configs/beyond.py needs the workdir of a '
                     f'configs/beyond.py run; {workdir} holds a {config.get("task")!r} run')

@@ -141,6 +141,13 @@ def read_metrics(workdir):
   return history
 
 
+def markdown_table(header, rows):
+  """A Markdown table: the header's names, then a line per row (cells shown with str)."""
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
 def provenance():
   """What produced a result: Python and package versions, the git commit of this checkout (None
   outside a git checkout; `dirty` when tracked files differ from it), the machine (processor,

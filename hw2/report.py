@@ -16,6 +16,7 @@ from hw2 import plots
 from hw2 import records
 from hw2 import workdir as workdirs
 from hw2.errors import UserError
+from hw2.records import markdown_table as table
 from hw2.validation import PATH_FIELDS
 
 REPORT_FILE = 'report.md'
@@ -40,19 +41,6 @@ def read(workdir, *path, kind=dict):
   except records.DamagedFile as e:
     raise UserError(f'{e}: rerun the experiment (the same command without --mode report), '
                     'which redoes what it cannot read') from None
-
-
-def experiment_fields(saved):
-  """A config.json dict without its workdir format: --mode report reads the finished records of
-  any format."""
-  return {k: v for k, v in saved.items() if k != workdirs.FORMAT_KEY}
-
-
-def table(header, rows):
-  """A Markdown table: the header's names, then a line per row (cells shown with str)."""
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
-  return '\n'.join(lines)
 
 
 def _count(n, noun):
@@ -135,7 +123,8 @@ def write_report(workdir):
   """Writes WORKDIR/report.md and WORKDIR/figures/*.png from the finished parts; returns the
   report's path."""
   from configs import homework  # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict(experiment_fields(read(workdir, records.CONFIG_FILE)))
+  config = ml_collections.ConfigDict(
+      workdirs.without_format(read(workdir, records.CONFIG_FILE)))
   if config.get('task') != 'homework':
     raise UserError(f'--mode report needs the workdir of a configs/homework.py run; {workdir} '
                     f'holds a {config.get("task")!r} run')

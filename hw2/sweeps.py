@@ -15,7 +15,6 @@ import numpy as np
 
 from hw2 import metrics
 from hw2 import records
-from hw2 import report
 from hw2 import train
 from hw2 import validation
 from hw2 import workdir as workdirs
@@ -130,14 +129,14 @@ def summary_table(key, rows, metric, mode, groups=None):
             *(f'{row[k]:.4f}' for k in test_keys), '**best**' if row['is_best'] else '']
            for row in rows]
   text = (f'# Sweep over {key} (best by validation {metric}, {mode})\n\n'
-          + report.table(header, cells) + '\n')
+          + records.markdown_table(header, cells) + '\n')
   if groups:
     header = ['setting', 'seeds', f'best val_{metric}', *test_keys, 'best']
     cells = [[group['setting'], ','.join(group['seeds']),
               *(mean_std_text(group[k]) for k in ('best_val', *test_keys)),
               '**best**' if group['is_best'] else ''] for group in groups]
     text += ('\n## Mean +- sample standard deviation over the seeds (best by mean validation '
-             f'{metric})\n\n' + report.table(header, cells) + '\n')
+             f'{metric})\n\n' + records.markdown_table(header, cells) + '\n')
   return text
 
 

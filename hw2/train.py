@@ -333,8 +333,7 @@ def _finished_results(path, meta):
 
 
 def _plot_history(history, metric, workdir):
-  """train_loss.png (training loss, and the validation loss where recorded) and the validation
-  metric's curve."""
+  """train_loss.png (training and validation loss) and the validation metric's curve."""
   epochs = [r['epoch'] for r in history]
   losses = {'training': (epochs, [r['train_loss'] for r in history]),
             'validation': (epochs, [r['val_loss'] for r in history])}

@@ -212,6 +212,11 @@ def experiment_config(saved, workdir):
   """The config dict of a workdir's config.json without its format field, after checking the
   format."""
   check_format(saved.get(FORMAT_KEY), workdir, records.CONFIG_FILE)
+  return without_format(saved)
+
+
+def without_format(saved):
+  """A config.json dict without its format field (--mode report reads records of any format)."""
   return {k: v for k, v in saved.items() if k != FORMAT_KEY}
 
 

@@ -84,7 +84,7 @@ def test_time_sums_say_when_a_run_did_not_record_the_field():
   assert report.summed([{'t': 1.5}, {'t': 2.0}], 't') == 3.5
   assert report.time_or_unrecorded(report.summed([{'t': 1.5}, {}], 't')) == 'not recorded'
   assert report.time_or_unrecorded(90) == '1.5 min'
-  assert report.table(['a', 'b'], [[1, 'x']]) == '| a | b |\n|---|---|\n| 1 | x |'
+  assert records.markdown_table(['a', 'b'], [[1, 'x']]) == '| a | b |\n|---|---|\n| 1 | x |'
 
 
 def test_the_cnn_data_is_named_as_trained_on():

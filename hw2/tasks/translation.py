@@ -14,7 +14,6 @@ from hw2 import models
 from hw2 import parallel
 from hw2 import plots
 from hw2 import records
-from hw2 import report
 from hw2.data import batching
 from hw2.data import text
 from hw2.errors import UserError
@@ -259,7 +258,7 @@ class Translation(base.Task):
     pairs = self.splits['validation'][:self.config.num_samples]
     if not pairs or 'validation' not in self._predictions:
       return ''
-    return report.table(['source', 'reference', 'translation'],
+    return records.markdown_table(['source', 'reference', 'translation'],
                         [(s, r, p) for (s, r), p in zip(pairs, self._predictions['validation'])])
 
   def attention_weights(self, params, source, prediction):
