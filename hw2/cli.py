@@ -21,6 +21,8 @@ import time
 from absl import flags
 from absl import logging
 
+from hw2.errors import UserError
+
 INTERRUPTED = 'interrupted; rerun the same command to resume'
 # JAX's persistent compilation cache: a folder (HW2_COMPILATION_CACHE, default
 # ~/.cache/hw2/jax or $XDG_CACHE_HOME/hw2/jax), or 'off'.
@@ -91,6 +93,17 @@ def enable_compilation_cache(environ=None):
   folder = compilation_cache_dir(environ)
   if folder is None:
     return None
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    writable, reason = False, 'a file, not a folder'
+  else:
+    try:
+      os.makedirs(folder, exist_ok=True)
+      writable, reason = os.access(folder, os.W_OK), 'not writable'
+    except OSError as e:
+      writable, reason = False, e.strerror or str(e)
+  if not writable:
+    raise UserError(f'{CACHE_ENV}={folder} cannot hold the compilation cache ({reason}): give a '
+                    f'writable folder, or {CACHE_ENV}=off')
   import jax  # pylint: disable=g-import-not-at-top  # Only once the flags are checked.
   jax.config.update('jax_compilation_cache_dir', folder)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)

@@ -68,3 +68,25 @@ def test_importing_hw2_changes_no_global_state():
                         timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split() == ['True', 'svg']
+
+
+def test_a_compilation_cache_that_is_a_file_is_one_error_line(tmp_path):
+  """HW2_COMPILATION_CACHE names a file: one error line before anything is written."""
+  cache = tmp_path / 'cache'
+  cache.write_text('not a folder')
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'main.py'), '--config', 'configs/theory.py',
+       '--workdir', str(tmp_path / 'w')], cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env={**os.environ, 'HW2_COMPILATION_CACHE': str(cache)})
+  assert_one_error_line(result, f'HW2_COMPILATION_CACHE={cache} cannot hold the compilation '
+                                'cache (a file, not a folder)')
+  assert not (tmp_path / 'w').exists()
+
+
+def test_the_compilation_cache_folder_and_its_switches():
+  from hw2 import cli  # pylint: disable=g-import-not-at-top
+  assert cli.compilation_cache_dir({'HOME': '/h'}) == os.path.join(
+      os.path.expanduser('~'), '.cache', 'hw2', 'jax')
+  assert cli.compilation_cache_dir({'XDG_CACHE_HOME': '/x'}) == '/x/hw2/jax'
+  assert cli.compilation_cache_dir({'HW2_COMPILATION_CACHE': 'off'}) is None
+  assert cli.compilation_cache_dir({'HW2_COMPILATION_CACHE': '/c'}) == '/c'
