@@ -30,6 +30,10 @@ CACHE_ENV = 'HW2_COMPILATION_CACHE'
 # With a maximum size, JAX writes and evicts entries under a file lock, so processes that compile
 # at once (the tests' workers, a sweep beside an eval) never read a half-written entry.
 CACHE_MAX_BYTES = 4 << 30
+# A program that compiles faster than this is compiled again rather than stored: loading it saves
+# next to nothing, and JAX's eviction scans the whole folder under the lock at every store, so
+# the thousands of eager operations a test or notebook compiles would slow every later store.
+CACHE_MIN_COMPILE_SECONDS = 0.05
 _ending = threading.Lock()  # Held by the one thread that ends the process after a signal.
 
 
@@ -85,11 +89,11 @@ def compilation_cache_dir(environ=None):
 
 
 def enable_compilation_cache(environ=None):
-  """Points JAX's persistent compilation cache at compilation_cache_dir(): every jitted program
-  of a run (even one that compiles in milliseconds) is stored there, and a later run, eval or
-  test process that compiles the same program on the same backend loads it instead. A cached
-  executable is the one XLA would compile, so results do not change. Returns the folder (None:
-  off)."""
+  """Points JAX's persistent compilation cache at compilation_cache_dir(): every program of a
+  run that takes CACHE_MIN_COMPILE_SECONDS or more to compile is stored there, and a later run,
+  eval or test process that compiles the same program on the same backend loads it instead. A
+  cached executable is the one XLA would compile, so results do not change. Returns the folder
+  (None: off)."""
   folder = compilation_cache_dir(environ)
   if folder is None:
     return None
@@ -106,7 +110,8 @@ def enable_compilation_cache(environ=None):
                     f'writable folder, or {CACHE_ENV}=off')
   import jax  # pylint: disable=g-import-not-at-top  # Only once the flags are checked.
   jax.config.update('jax_compilation_cache_dir', folder)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs',
+                    CACHE_MIN_COMPILE_SECONDS)
   jax.config.update('jax_compilation_cache_max_size', CACHE_MAX_BYTES)
   return folder
 

@@ -90,3 +90,43 @@ def test_the_compilation_cache_folder_and_its_switches():
   assert cli.compilation_cache_dir({'XDG_CACHE_HOME': '/x'}) == '/x/hw2/jax'
   assert cli.compilation_cache_dir({'HW2_COMPILATION_CACHE': 'off'}) is None
   assert cli.compilation_cache_dir({'HW2_COMPILATION_CACHE': '/c'}) == '/c'
+
+
+CACHE_PROBE = '''
+import sys
+sys.path.insert(0, {root!r})
+from hw2 import cli
+cli.enable_compilation_cache()
+import jax
+import jax.numpy as jnp
+hits = []
+jax.monitoring.register_event_listener(
+    lambda event, **kwargs: hits.append(event) if event.endswith('/cache_hits') else None)
+
+def slow(x):  # 40 matrix products, unrolled: well over CACHE_MIN_COMPILE_SECONDS to compile.
+  for i in range(40):
+    x = jnp.tanh(x @ x.T) + i
+  return x
+
+value = jax.jit(slow)(jnp.ones((8, 8)))
+tiny = jax.jit(lambda x: x + 7)(jnp.ones((3,)))  # Compiles in milliseconds.
+print(len(hits), float(value.sum()), float(tiny.sum()))
+'''
+
+
+@pytest.mark.slow
+def test_the_cache_keeps_what_takes_time_to_compile_and_a_new_process_loads_it(tmp_path):
+  """Two processes that compile the same two programs: the first stores the slow one only (the
+  tiny one is compiled again, cheaper than a store), the second loads it and computes the same."""
+  env = {**os.environ, 'HW2_COMPILATION_CACHE': str(tmp_path / 'cache')}
+  program = CACHE_PROBE.format(root=ROOT)
+  runs = []
+  for _ in range(2):
+    done = subprocess.run([sys.executable, '-c', program], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs.append(done.stdout.split())
+    entries = [f for f in os.listdir(tmp_path / 'cache') if f.endswith('-cache')]
+    assert len(entries) == 1, entries
+  assert runs[0][0] == '0' and runs[1][0] == '1'  # Hits: none, then the slow program.
+  assert runs[0][1:] == runs[1][1:]

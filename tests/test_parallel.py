@@ -1,19 +1,16 @@
 """Data parallel runs: 4 forced CPU devices reproduce 1 device, two processes (jax.distributed on
 127.0.0.1, 2 devices each) reproduce one process with 4, and checkpoints move between device
-counts. Each multi-device run is a main.py subprocess bounded by a timeout."""
+counts. Each multi-device run is a main.py subprocess bounded by a timeout (tests/test_processes.py
+holds the edges of a multi-process run: bad cluster flags, interrupts, a silent coordinator)."""
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conftest import ROOT, homework_pairs_folder
-from hw2 import parallel
 from hw2 import records
-from test_cli import assert_one_error_line
 
 pytestmark = pytest.mark.slow  # Trains, or starts main.py processes that do.
 
@@ -117,7 +114,7 @@ def test_translation_on_4_devices_equals_1_device_and_translates_on_1(s2s_args, 
   assert outputs[0].stdout == outputs[1].stdout and len(outputs[0].stdout.splitlines()) == 2
 
 
-def _free_port():
+def free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
@@ -126,7 +123,7 @@ def _free_port():
 def test_two_processes_train_one_run_that_evaluates_on_one_device(cnn_args, impl, cnn_runs,
                                                                     tmp_path):
   workdir = str(tmp_path / 'two_processes')
-  cluster = [f'--coordinator_address=127.0.0.1:{_free_port()}', '--num_processes=2']
+  cluster = [f'--coordinator_address=127.0.0.1:{free_port()}', '--num_processes=2']
   processes = [main_py([*cnn_args, f'--config.model.impl={impl}', '--workdir', workdir, *cluster,
                         f'--process_id={i}'], devices=2, process=i) for i in (0, 1)]
   outputs = []
@@ -150,70 +147,3 @@ def test_run_started_on_4_devices_resumes_on_1(cnn_args, cnn_runs, impl, tmp_pat
   trained([*cnn_args, '--config.num_epochs=1'], workdir, devices=4)
   trained(cnn_args, workdir, devices=1)
   assert_same_numbers(str(workdir), cnn_runs[1], 'accuracy', LOSS_TOLERANCE[impl])
-
-
-@pytest.mark.parametrize('flags, fragment', [
-    (['--num_processes=2'], '--coordinator_address, --num_processes and --process_id go together'),
-    (['--coordinator_address=127.0.0.1:1', '--num_processes=2', '--process_id=2'],
-     '--process_id=2 must lie in [0, 2)'),
-])
-def test_incomplete_cluster_flags(cnn_args, tmp_path, flags, fragment):
-  result = main_py([*cnn_args, '--workdir', str(tmp_path / 'w'), *flags])
-  assert_one_error_line(result, fragment)
-  assert not (tmp_path / 'w').exists()
-
-
-def test_batch_that_does_not_divide_by_the_devices(cnn_args, tmp_path):
-  workdir = tmp_path / 'w'
-  result = main_py([*cnn_args, '--config.batch_size=50', '--workdir', str(workdir)], devices=4)
-  assert_one_error_line(result, '--config.batch_size=50 does not divide by the 4 devices')
-  assert not workdir.exists()
-
-
-@pytest.mark.parametrize('interrupted', [0, 1])
-def test_interrupting_one_process_ends_the_others(cnn_args, tmp_path, interrupted):
-  cluster = [f'--coordinator_address=127.0.0.1:{_free_port()}', '--num_processes=2']
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=2')
-  # Enough epochs that the run is still training when the signal comes.
-  args = [*cnn_args, '--config.num_epochs=50', '--workdir', str(tmp_path / 'w'), *cluster]
-  processes = [subprocess.Popen([sys.executable, os.path.join(ROOT, 'main.py'), *args,
-                                 f'--process_id={i}'], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-               for i in (0, 1)]
-  try:
-    for line in processes[0].stderr:  # Process 0 logs the epochs.
-      if ' epoch 1 ' in line:
-        break
-    start = time.monotonic()
-    processes[interrupted].send_signal(signal.SIGINT)
-    logs = [p.communicate(timeout=60)[1] for p in processes]
-    seconds = time.monotonic() - start
-  finally:
-    for p in processes:
-      p.kill()
-  assert [p.returncode for p in processes] == [130, 130], logs[0][-2000:] + logs[1][-2000:]
-  assert seconds < 10.0
-  for log in logs:
-    assert 'Traceback' not in log
-    assert log.count('interrupted; rerun the same command to resume') == 1
-
-
-def test_coordinator_that_nobody_answers_is_one_error_line_after_the_timeout(cnn_args,
-                                                                           tmp_path):
-  start = time.monotonic()
-  result = main_py([*cnn_args, '--workdir', str(tmp_path / 'w'),
-                    f'--coordinator_address=127.0.0.1:{_free_port()}', '--num_processes=2',
-                    '--process_id=1', '--coordinator_timeout=3'])
-  assert time.monotonic() - start < 3 + 15  # The time-out, then one line (not JAX's abort).
-  assert_one_error_line(result, 'could not start the multi-process run at --coordinator_address='
-                                '127.0.0.1:', 'not every process joined within 3 s')
-  assert not (tmp_path / 'w').exists()
-
-
-def test_the_coordinator_waits_60_s_by_default():
-  """The default of --coordinator_timeout is the 60 s that docs/usage.md promises."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  import main  # pylint: disable=g-import-not-at-top
-  flag_values = flags.FlagValues()
-  main.define_flags(flag_values, ['main.py'])
-  assert flag_values['coordinator_timeout'].default == parallel.DEFAULT_TIMEOUT == 60
