@@ -203,7 +203,7 @@ def _interrupted(signum, announce=True):
   from hw2 import parallel  # pylint: disable=g-import-not-at-top
   if announce:
     parallel.announce_interrupt(signum)
-  parallel.linger_before_exit()
+  parallel.linger_before_exit(announce)
   os._exit(128 + signum)  # pylint: disable=protected-access
 
 
