@@ -190,9 +190,10 @@ def parse_flags(argv, flag_values=None):
   return rest
 
 
-def _interrupted(signum, announce=True):
+def _interrupted(signum, announce=True, deadline=None):
   """Ends the process after a signal: one line, exit status 128 + signum, no cleanup (see the
-  module docstring). `announce` tells the other processes of a multi-process run."""
+  module docstring). `announce` tells the other processes of a multi-process run, and every
+  process ends at the same `deadline` (parallel.announce_interrupt)."""
   if not _ending.acquire(blocking=False):  # Another thread is ending the process already.
     while True:
       time.sleep(60)
@@ -202,8 +203,8 @@ def _interrupted(signum, announce=True):
     pass
   from hw2 import parallel  # pylint: disable=g-import-not-at-top
   if announce:
-    parallel.announce_interrupt(signum)
-  parallel.linger_before_exit(announce)
+    deadline = parallel.announce_interrupt(signum)
+  parallel.wait_until(deadline)
   os._exit(128 + signum)  # pylint: disable=protected-access
 
 
@@ -227,6 +228,7 @@ def install_interrupt_handlers():
   threading.Thread(target=watch, name='hw2-interrupts', daemon=True).start()
 
 
-def peer_interrupted(signum):
-  """Another process of this multi-process run was interrupted: end this one the same way."""
-  _interrupted(signum, announce=False)
+def peer_interrupted(signum, deadline):
+  """Another process of this multi-process run was interrupted: end this one the same way, at
+  the same time (`deadline`, from time.time())."""
+  _interrupted(signum, announce=False, deadline=deadline)

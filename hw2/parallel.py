@@ -47,8 +47,9 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, de
 
   Either the three explicit arguments (any cluster, or several processes on one machine), or
   `detect` for JAX's own detection (TPU pod slices, SLURM, ...). Without either, a no-op.
-  Every process must join within `timeout` seconds. `on_peer_interrupt(signum)` is called (from
-  a watcher thread) when another process of the run was interrupted (`announce_interrupt`).
+  Every process must join within `timeout` seconds. `on_peer_interrupt(signum, deadline)` is
+  called (from a watcher thread) when another process of the run was interrupted, with the time
+  at which every process ends (`announce_interrupt`).
   """
   explicit = (coordinator_address, num_processes, process_id)
   if not detect and all(x is None for x in explicit):
@@ -116,12 +117,13 @@ def _watch_peers(on_peer_interrupt):
   """Polls the coordination service's key-value store for another process's interrupt. (A
   blocking read would leave this thread inside the runtime when the interpreter exits, which
   aborts the process.)"""
-  while not _stop.wait(0.05):  # The sooner it reads, the less it computes beside a gone peer.
+  while not _stop.wait(0.05):
     try:
       value = _client().key_value_try_get(_INTERRUPT_KEY)
     except Exception:  # pylint: disable=broad-except  # Not set (or the service is going away).
       continue
-    on_peer_interrupt(int(value))
+    signum, deadline = value.split()
+    on_peer_interrupt(int(signum), float(deadline))
     return
 
 
@@ -130,24 +132,34 @@ def _stop_watching(watcher):
   watcher.join(timeout=5)
 
 
+EXIT_DELAY = 1.0  # Seconds from an interrupt to the moment every process of the run ends.
+
+
 def announce_interrupt(signum):
-  """Tells the other processes of a multi-process run that this one is ending after `signum`."""
+  """Tells the other processes of a multi-process run that this one was interrupted by `signum`,
+  and returns the time (time.time()) at which every process ends, EXIT_DELAY from now.
+
+  The processes end together, not one after the other: a process that outlives another in the
+  middle of a collective operation can be aborted by the runtime (gloo's 'Received data size
+  doesn't match expected size', or the lost coordination service), where it should print its own
+  one line. Returns None in a single-process run."""
   if _process['count'] <= 1:
-    return
+    return None
+  deadline = time.time() + EXIT_DELAY
   try:
-    _client().key_value_set(_INTERRUPT_KEY, str(signum))
-  except Exception:  # pylint: disable=broad-except  # Another process announced first.
-    pass
+    _client().key_value_set(_INTERRUPT_KEY, f'{signum} {deadline!r}')
+  except Exception:  # pylint: disable=broad-except  # Another process announced first: its time.
+    try:
+      deadline = float(_client().key_value_try_get(_INTERRUPT_KEY).split()[1])
+    except Exception:  # pylint: disable=broad-except  # The service is gone: end now.
+      return None
+  return deadline
 
 
-def linger_before_exit(announced):
-  """In process 0 of a multi-process run, which hosts the coordination service: waits a moment,
-  so that the other processes read an interrupt and end before the service is gone (a process
-  that loses the service aborts). Not when process 0 read the interrupt of the only other
-  process (`announced` False, 2 processes): that one has ended, and each moment longer is one
-  more collective that process 0's training may start towards it."""
-  if _process['count'] > 1 and _process['index'] == 0 and (announced or _process['count'] > 2):
-    time.sleep(1.0)
+def wait_until(deadline):
+  """Sleeps until time.time() reaches `deadline` (None: returns at once)."""
+  if deadline is not None:
+    time.sleep(max(0.0, deadline - time.time()))
 
 
 def is_writer():

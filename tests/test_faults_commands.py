@@ -4,6 +4,7 @@ eval of an empty folder, a config file that does not fit, a relative data folder
 elsewhere, and a signal in the middle of a whole-epoch call. Every run is a main.py subprocess on
 small data, as a user runs it (tests/test_faults.py holds the faults of a run's files)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
