@@ -120,6 +120,11 @@ def free_port():
     return s.getsockname()[1]
 
 
+# How a run splits over processes and devices (hw2/parallel.py, the loop, the checkpoints) is the
+# same whatever computes the model, so the tests of processes and of moved checkpoints take one
+# implementation each: the reference, which is what runs on a cluster of accelerators, and the
+# fast CNN, which is what a CPU user resumes; both equal 1 device on 4 above.
+@pytest.mark.parametrize('impl', ['reference'], indirect=True)
 def test_two_processes_train_one_run_that_evaluates_on_one_device(cnn_args, impl, cnn_runs,
                                                                     tmp_path):
   workdir = str(tmp_path / 'two_processes')
@@ -142,6 +147,7 @@ def test_two_processes_train_one_run_that_evaluates_on_one_device(cnn_args, impl
           records.read_json(os.path.join(workdir, 'results.json'))['test_accuracy'])
 
 
+@pytest.mark.parametrize('impl', ['auto'], indirect=True)
 def test_run_started_on_4_devices_resumes_on_1(cnn_args, cnn_runs, impl, tmp_path):
   workdir = tmp_path / 'moved'
   trained([*cnn_args, '--config.num_epochs=1'], workdir, devices=4)
