@@ -117,7 +117,7 @@ def _watch_peers(on_peer_interrupt):
   """Polls the coordination service's key-value store for another process's interrupt. (A
   blocking read would leave this thread inside the runtime when the interpreter exits, which
   aborts the process.)"""
-  while not _stop.wait(0.05):
+  while not _stop.wait(0.05):  # Well within EXIT_DELAY, even on a loaded machine.
     try:
       value = _client().key_value_try_get(_INTERRUPT_KEY)
     except Exception:  # pylint: disable=broad-except  # Not set (or the service is going away).

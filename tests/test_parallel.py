@@ -83,11 +83,11 @@ def test_cnn_on_4_devices_equals_1_device(cnn_runs, impl):
 
 @pytest.fixture(scope='module')
 def s2s_args(tmp_path_factory):
-  """Translation on 600 homework pairs, hidden 64, batches that divide by 4 devices."""
+  """Translation on 300 homework pairs, hidden 32, batches that divide by 4 devices."""
   folder = homework_pairs_folder(tmp_path_factory.mktemp('s2s_data'),
-                                {'train': 600, 'val': 96, 'test': 96})
+                                {'train': 300, 'val': 96, 'test': 96})
   return ['--config', 'configs/seq2seq_attention.py', f'--config.data_dir={folder}',
-          '--config.model.hidden_size=64', '--config.batch_size=48', '--config.num_epochs=2',
+          '--config.model.hidden_size=32', '--config.batch_size=48', '--config.num_epochs=2',
           '--config.eval_batch_size=32', '--config.num_attention_plots=1']
 
 
