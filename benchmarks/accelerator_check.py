@@ -189,8 +189,8 @@ def missing_modules():
 
 
 def configure_jax(cpu_mode, cache_dir):
-  """CPU alone (--cpu), or the accelerator with the CPU backend beside it; the run's own
-  compilation cache. Returns (the CPU device, the accelerator device)."""
+  """CPU alone (--cpu), or the accelerator with the CPU backend beside it; compilation into
+  `cache_dir` (None: as configured already). Returns (the CPU device, the accelerator device)."""
   if cpu_mode:
     jax.config.update('jax_platforms', 'cpu')
     # XLA's CPU backend multiplies float32 in float32 at any precision: with 'highest' as the
@@ -845,7 +845,11 @@ def main(argv=None):
   try:
     if args.cpu:
       from hw2 import cli  # pylint: disable=g-import-not-at-top
-      cache = cli.enable_compilation_cache()
+      from hw2.errors import UserError  # pylint: disable=g-import-not-at-top
+      try:
+        cache = cli.enable_compilation_cache()
+      except UserError as e:
+        unfit(str(e))
     else:
       cache = os.path.join(tmp, 'jax_cache')
     cpu, accelerator = configure_jax(args.cpu, cache)

@@ -7,8 +7,8 @@ what a signal does.
 - `install_interrupt_handlers`: SIGINT (Ctrl-C) and SIGTERM end the process at once, even while
   one jitted call runs a whole epoch, with one line and exit status 130 / 143. That is as safe
   as a kill -9, which the workdir's write order already survives (hw2/workdir.py): the rerun of
-  the same command resumes. In a multi-process run the other processes end too
-  (hw2/parallel.py).
+  the same command resumes. In a multi-process run every process ends the same way, all of them
+  together 1 s after the signal (hw2/parallel.py).
 """
 import logging as std_logging
 import os
@@ -34,7 +34,8 @@ CACHE_MAX_BYTES = 4 << 30
 # next to nothing, and JAX's eviction scans the whole folder under the lock at every store, so
 # the thousands of eager operations a test or notebook compiles would slow every later store.
 CACHE_MIN_COMPILE_SECONDS = 0.05
-_ending = threading.Lock()  # Held by the one thread that ends the process after a signal.
+_ending = threading.Lock()  # Held by the one thread that ends the process after a signal,
+_ending_thread = [None]  # which is this one.
 
 
 def exit_with_error(message):
@@ -194,9 +195,12 @@ def _interrupted(signum, announce=True, deadline=None):
   """Ends the process after a signal: one line, exit status 128 + signum, no cleanup (see the
   module docstring). `announce` tells the other processes of a multi-process run, and every
   process ends at the same `deadline` (parallel.announce_interrupt)."""
-  if not _ending.acquire(blocking=False):  # Another thread is ending the process already.
+  if not _ending.acquire(blocking=False):  # The process is ending already.
+    if _ending_thread[0] is threading.current_thread():
+      return  # A second signal inside the first one's handler: that handler ends the process.
     while True:
       time.sleep(60)
+  _ending_thread[0] = threading.current_thread()
   try:
     os.write(2, f'\n{INTERRUPTED}\n'.encode())
   except OSError:  # Standard error is closed: end all the same.

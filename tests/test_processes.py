@@ -1,6 +1,6 @@
 """The edges of a multi-process run: incomplete cluster flags, a batch that does not divide by
 the devices, an interrupt of one process (every process ends with one line), a coordinator that
-nobody answers. Each is a main.py subprocess (or two) on 2 or 4 forced CPU devices, bounded by a
+nobody answers, and its default wait. Each run is a main.py subprocess (or two), bounded by a
 timeout (tests/test_parallel.py holds the runs that must equal each other)."""
 import os
 import signal
