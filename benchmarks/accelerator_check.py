@@ -839,18 +839,18 @@ def main(argv=None):
     unfit(f'missing packages: {", ".join(missing)}. Carry pure-Python wheels: on a machine with '
           f'network `pip download {WHEELS} --no-deps -d wheels/`, then --wheels wheels')
   sys.path.insert(0, ROOT)
+  if args.cpu:  # hw2's cache; checked before anything is written.
+    from hw2 import cli  # pylint: disable=g-import-not-at-top
+    from hw2.errors import UserError  # pylint: disable=g-import-not-at-top
+    try:
+      cache = cli.enable_compilation_cache()
+    except UserError as e:
+      unfit(str(e))
   os.makedirs(args.out, exist_ok=True)
   start = time.perf_counter()
   tmp = tempfile.mkdtemp(prefix='hw2_accelerator_check_')
   try:
-    if args.cpu:
-      from hw2 import cli  # pylint: disable=g-import-not-at-top
-      from hw2.errors import UserError  # pylint: disable=g-import-not-at-top
-      try:
-        cache = cli.enable_compilation_cache()
-      except UserError as e:
-        unfit(str(e))
-    else:
+    if not args.cpu:
       cache = os.path.join(tmp, 'jax_cache')
     cpu, accelerator = configure_jax(args.cpu, cache)
     run = Run(CPU if args.cpu else FULL, cpu, accelerator, tmp, args.cpu)

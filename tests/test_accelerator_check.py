@@ -90,6 +90,16 @@ def test_skipped_steps_and_bad_flags(tmp_path):
   result = subprocess.run([sys.executable, SCRIPT, '--cpu', '--out', str(tmp_path),
                            '--steps', '5'], cwd=ROOT, capture_output=True, text=True, timeout=60)
   assert result.returncode == 2 and 'steps are [1, 2, 3, 4]' in result.stderr
+  cache = tmp_path / 'cache_file'
+  cache.write_text('not a folder')
+  result = subprocess.run([sys.executable, SCRIPT, '--cpu', '--out', str(tmp_path / 'bad')],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, 'HW2_COMPILATION_CACHE': str(cache)})
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert [l for l in result.stderr.splitlines() if l.startswith('error:')] == [
+      f'error: HW2_COMPILATION_CACHE={cache} cannot hold the compilation cache (a file, not a '
+      'folder): give a writable folder, or HW2_COMPILATION_CACHE=off']
+  assert 'Traceback' not in result.stderr and not (tmp_path / 'bad').exists()
   if jax.default_backend() == 'cpu':  # Without --cpu, a machine without an accelerator is unfit.
     result = subprocess.run([sys.executable, SCRIPT, '--out', str(tmp_path / 'gpu')], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
